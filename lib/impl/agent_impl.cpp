@@ -1,0 +1,734 @@
+#include "impl/agent_impl.hpp"
+
+#include "impl/conversions.hpp"
+#include "impl/net_util.hpp"
+#include "impl/turn_probe.hpp"
+
+#include <algorithm>
+#include <thread>
+
+namespace icepunch {
+
+namespace {
+
+using Impl = Agent::Impl;
+
+// Trampolines: libnice calls these on the loop thread; they never call user code directly and
+// never let an exception into C.
+void gatheringDoneCb(NiceAgent*, guint stream, gpointer data) {
+    try {
+        static_cast<Impl*>(data)->onGatheringDone(stream);
+    } catch (...) {
+    }
+}
+
+void stateChangedCb(NiceAgent*, guint stream, guint component, guint state, gpointer data) {
+    try {
+        static_cast<Impl*>(data)->onStateChanged(stream, component,
+                                                 static_cast<NiceComponentState>(state));
+    } catch (...) {
+    }
+}
+
+void newCandidateCb(NiceAgent*, NiceCandidate* candidate, gpointer data) {
+    try {
+        static_cast<Impl*>(data)->onNewCandidate(candidate);
+    } catch (...) {
+    }
+}
+
+void selectedPairCb(NiceAgent*, guint stream, guint component, NiceCandidate* local,
+                    NiceCandidate* remote, gpointer data) {
+    try {
+        static_cast<Impl*>(data)->onSelectedPair(stream, component, local, remote);
+    } catch (...) {
+    }
+}
+
+void receiveCb(NiceAgent*, guint stream, guint component, guint len, gchar* buf, gpointer data) {
+    try {
+        static_cast<Impl*>(data)->onReceive(stream, component, buf, len);
+    } catch (...) {
+    }
+}
+
+void closedCb(GObject* source, GAsyncResult*, gpointer data) {
+    g_object_unref(source);
+    // Held so the loop (and its thread) outlive the asynchronous close.
+    delete static_cast<std::shared_ptr<EventLoop>*>(data);
+}
+
+struct TimerData {
+    std::weak_ptr<Impl> impl;
+    std::function<void(Impl&)> fn;
+};
+
+GSource* startTimer(GMainContext* context, std::chrono::milliseconds after,
+                    std::weak_ptr<Impl> impl, std::function<void(Impl&)> fn) {
+    GSource* source = g_timeout_source_new(static_cast<guint>(after.count()));
+    g_source_set_callback(
+        source,
+        [](gpointer p) -> gboolean {
+            auto* data = static_cast<TimerData*>(p);
+            if (auto impl = data->impl.lock()) {
+                data->fn(*impl);
+            }
+            return G_SOURCE_REMOVE;
+        },
+        new TimerData{std::move(impl), std::move(fn)},
+        [](gpointer p) { delete static_cast<TimerData*>(p); });
+    g_source_attach(source, context);
+    return source;
+}
+
+void stopTimer(GSource*& source) {
+    if (source) {
+        g_source_destroy(source);
+        g_source_unref(source);
+        source = nullptr;
+    }
+}
+
+NiceRelayType relayType(const TurnServer& server) {
+    return server.uri.effectiveTransport() == Transport::Udp ? NICE_RELAY_TYPE_TURN_UDP
+                                                             : NICE_RELAY_TYPE_TURN_TCP;
+}
+
+std::string ms(std::chrono::milliseconds d) {
+    return std::to_string(d.count()) + " ms";
+}
+
+} // namespace
+
+Agent::Impl::Impl(AgentConfig config, Callbacks callbacks, std::shared_ptr<EventLoop> loop)
+    : config_(std::move(config)), callbacks_(std::move(callbacks)), loop_(std::move(loop)) {}
+
+Agent::Impl::~Impl() = default;
+
+Status Agent::Impl::init() {
+    for (const auto& turn : config_.turnServers) {
+        if (!turn.uri.isTurn()) {
+            return Error{"TURN server URI must use turn: or turns:, got " + turn.uri.toString()};
+        }
+        if (turn.sharedSecret.empty() && (turn.username.empty() || turn.password.empty())) {
+            return Error{"TURN server " + turn.uri.toString() +
+                         " needs a username and password or a shared secret"};
+        }
+    }
+    for (const auto& stun : config_.stunServers) {
+        if (stun.isTurn()) {
+            return Error{"STUN server URI must use stun: or stuns:, got " + stun.toString()};
+        }
+    }
+    if (config_.portMin > config_.portMax) {
+        return Error{"port range is empty (" + std::to_string(config_.portMin) + " > " +
+                     std::to_string(config_.portMax) + ")"};
+    }
+
+    auto flags = static_cast<NiceAgentOption>(0);
+    auto addFlag = [&](NiceAgentOption f) {
+        flags = static_cast<NiceAgentOption>(flags | f);
+    };
+    if (config_.trickle) {
+        addFlag(NICE_AGENT_OPTION_ICE_TRICKLE);
+    }
+    if (config_.nomination == Nomination::Regular) {
+        addFlag(NICE_AGENT_OPTION_REGULAR_NOMINATION);
+    }
+    if (config_.consentFreshness) {
+        addFlag(NICE_AGENT_OPTION_CONSENT_FRESHNESS);
+    }
+    agent_ = nice_agent_new_full(loop_->impl().context(), NICE_COMPATIBILITY_RFC5245, flags);
+    if (!agent_) {
+        return Error{"libnice could not create an agent"};
+    }
+    g_object_set(agent_, "controlling-mode", config_.role == Role::Controlling, "upnp",
+                 config_.upnp, "ice-udp", config_.udp, "ice-tcp", config_.tcp, "force-relay",
+                 config_.policy == CandidatePolicy::RelayOnly, nullptr);
+
+    if (!config_.stunServers.empty()) {
+        const auto& stun = config_.stunServers.front();
+        auto ip = impl::resolveHost(stun.host, config_.ipv4, config_.ipv6);
+        if (!ip) {
+            return Error{"STUN server " + stun.toString() + ": " + ip.error().message};
+        }
+        g_object_set(agent_, "stun-server", ip->c_str(), "stun-server-port", guint(stun.port),
+                     nullptr);
+    }
+
+    auto addresses = impl::selectLocalAddresses(config_.interfaces, config_.ipv4, config_.ipv6);
+    if (!addresses) {
+        return addresses.error();
+    }
+    for (const auto& address : *addresses) {
+        NiceAddress na;
+        if (nice_address_set_from_string(&na, address.c_str())) {
+            nice_agent_add_local_address(agent_, &na);
+        }
+    }
+
+    g_signal_connect(agent_, "candidate-gathering-done", G_CALLBACK(gatheringDoneCb), this);
+    g_signal_connect(agent_, "component-state-changed", G_CALLBACK(stateChangedCb), this);
+    g_signal_connect(agent_, "new-candidate-full", G_CALLBACK(newCandidateCb), this);
+    g_signal_connect(agent_, "new-selected-pair-full", G_CALLBACK(selectedPairCb), this);
+    return {};
+}
+
+Result<StreamId> Agent::Impl::addStream(unsigned components) {
+    if (components < 1 || components > 256) {
+        return Error{"a stream has 1..256 components, not " + std::to_string(components)};
+    }
+    StreamId id = nice_agent_add_stream(agent_, components);
+    if (id == 0) {
+        return Error{"libnice could not add a stream"};
+    }
+    Stream& stream = streams_[id];
+    stream.components.resize(components);
+    for (unsigned c = 1; c <= components; ++c) {
+        if (config_.portMin || config_.portMax) {
+            nice_agent_set_port_range(agent_, id, c, config_.portMin, config_.portMax);
+        }
+        nice_agent_attach_recv(agent_, id, c, loop_->impl().context(), receiveCb, this);
+        std::lock_guard lock(countersMutex_);
+        counters_[{id, c}] = stream.components[c - 1].counters;
+    }
+    // The first STUN server feeds libnice; every configured server gets a status report.
+    for (const auto& stun : config_.stunServers) {
+        stream.servers.push_back({ServerStatus{stun, false, {}, 0, {}, {}}, false, false, 0});
+    }
+    for (size_t i = 0; i < config_.turnServers.size(); ++i) {
+        stream.servers.push_back(
+            {ServerStatus{config_.turnServers[i].uri, false, {}, 0, {}, {}}, false, true, i});
+    }
+    return id;
+}
+
+Agent::Impl::Stream* Agent::Impl::findStream(StreamId id) {
+    auto it = streams_.find(id);
+    return it == streams_.end() ? nullptr : &it->second;
+}
+
+Status Agent::Impl::gather(StreamId id) {
+    Stream* stream = findStream(id);
+    if (!stream) {
+        return Error{"no stream " + std::to_string(id)};
+    }
+    if (stream->gatherStarted) {
+        return Error{"stream " + std::to_string(id) + " is already gathering"};
+    }
+    stream->gatherStart = Clock::now();
+    for (size_t i = 0; i < stream->servers.size(); ++i) {
+        ServerSlot& slot = stream->servers[i];
+        if (!slot.isTurn) {
+            continue;
+        }
+        const TurnServer& turn = config_.turnServers[slot.turnIndex];
+        if (turn.uri.scheme == UriScheme::Turns) {
+            reportServer(id, i,
+                         {turn.uri,
+                          false,
+                          {},
+                          0,
+                          "TURN over TLS (turns:) is not supported by this build",
+                          {}});
+            continue;
+        }
+        auto ip = impl::resolveHost(turn.uri.host, config_.ipv4, config_.ipv6);
+        if (!ip) {
+            reportServer(id, i, {turn.uri, false, {}, 0, ip.error().message, {}});
+            continue;
+        }
+        auto creds = turn.credentials();
+        for (unsigned c = 1; c <= stream->components.size(); ++c) {
+            nice_agent_set_relay_info(agent_, id, c, ip->c_str(), turn.uri.port,
+                                      creds.username.c_str(), creds.password.c_str(),
+                                      relayType(turn));
+        }
+    }
+    if (!nice_agent_gather_candidates(agent_, id)) {
+        return Error{"gathering failed: no usable local address (check the interface list)"};
+    }
+    stream->gatherStarted = true;
+    stream->gatherTimer =
+        startTimer(loop_->impl().context(), config_.gatherTimeout, weak_from_this(),
+                   [id](Impl& impl) { impl.onGatherTimeout(id); });
+    // libnice's STUN server beyond the first is not used for candidates: probe it for a status.
+    for (size_t i = 1; i < stream->servers.size(); ++i) {
+        if (stream->servers[i].isTurn || stream->servers[i].reported) {
+            continue;
+        }
+        // Only the first STUN server is given to libnice.
+        const ServerUri uri = stream->servers[i].status.uri;
+        auto ip = impl::resolveHost(uri.host, config_.ipv4, config_.ipv6);
+        if (!ip) {
+            reportServer(id, i, {uri, false, {}, 0, ip.error().message, {}});
+            continue;
+        }
+        impl::ProbeEndpoint endpoint{*ip, uri.port, uri.effectiveTransport()};
+        std::thread([weak = weak_from_this(), endpoint, uri, id, i, timeout = config_.gatherTimeout,
+                     cancel = cancelProbes_, start = stream->gatherStart] {
+            auto result = impl::stunBinding(endpoint, timeout, cancel.get());
+            auto self = weak.lock();
+            if (!self || *cancel) {
+                return;
+            }
+            ServerStatus status{
+                uri,
+                result.ok,
+                std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start),
+                result.stunError,
+                result.ok ? "reachable" : result.error,
+                {}};
+            self->loop_->post([weak, id, i, status] {
+                if (auto s = weak.lock()) {
+                    s->reportServer(id, i, status);
+                }
+            });
+        }).detach();
+    }
+    return {};
+}
+
+void Agent::Impl::reportServer(StreamId id, size_t slotIndex, ServerStatus status) {
+    Stream* stream = findStream(id);
+    if (!stream || slotIndex >= stream->servers.size() || stream->servers[slotIndex].reported) {
+        return;
+    }
+    ServerSlot& slot = stream->servers[slotIndex];
+    slot.reported = true;
+    slot.status = status;
+    emit([this, id, status] {
+        if (callbacks_.serverStatus) {
+            callbacks_.serverStatus(id, status);
+        }
+    });
+}
+
+void Agent::Impl::onNewCandidate(NiceCandidate* nc) {
+    Stream* stream = findStream(nc->stream_id);
+    if (!stream || stream->gatheringDone) {
+        return; // late candidates after our end-of-candidates are used locally, not announced
+    }
+    Candidate candidate = impl::fromNice(*nc);
+    auto elapsed =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - stream->gatherStart);
+    if (candidate.type == CandidateType::ServerReflexive) {
+        for (size_t i = 0; i < stream->servers.size(); ++i) {
+            if (!stream->servers[i].isTurn) {
+                reportServer(
+                    nc->stream_id, i,
+                    {stream->servers[i].status.uri, true, elapsed, 0, "reachable", candidate});
+                break; // the srflx comes from the first STUN server, the one libnice uses
+            }
+        }
+    } else if (candidate.type == CandidateType::Relayed && candidate.component == 1) {
+        ++stream->relayCandidates;
+        size_t turnCount = config_.turnServers.size();
+        if (turnCount == 1) {
+            for (size_t i = 0; i < stream->servers.size(); ++i) {
+                if (stream->servers[i].isTurn) {
+                    reportServer(nc->stream_id, i,
+                                 {stream->servers[i].status.uri, true, elapsed, 0,
+                                  "relay allocated", candidate});
+                }
+            }
+        }
+    }
+    stream->localCandidates.push_back(candidate);
+    StreamId id = nc->stream_id;
+    emit([this, id, candidate] {
+        if (callbacks_.localCandidate) {
+            callbacks_.localCandidate(id, candidate);
+        }
+    });
+}
+
+void Agent::Impl::onGatheringDone(StreamId id) {
+    finishGathering(id);
+}
+
+void Agent::Impl::onGatherTimeout(StreamId id) {
+    Stream* stream = findStream(id);
+    if (!stream) {
+        return;
+    }
+    if (stream->gatherTimer) {
+        g_source_unref(stream->gatherTimer); // fired: the source removes itself
+        stream->gatherTimer = nullptr;
+    }
+    if (stream->gatheringDone) {
+        return;
+    }
+    for (size_t i = 0; i < stream->servers.size(); ++i) {
+        if (!stream->servers[i].reported) {
+            const ServerUri& uri = stream->servers[i].status.uri;
+            reportServer(
+                id, i,
+                {uri,
+                 false,
+                 config_.gatherTimeout,
+                 0,
+                 "no answer from " + uri.toString() + " within " + ms(config_.gatherTimeout),
+                 {}});
+        }
+    }
+    finishGathering(id);
+}
+
+void Agent::Impl::finishGathering(StreamId id) {
+    Stream* stream = findStream(id);
+    if (!stream || stream->gatheringDone) {
+        return;
+    }
+    stream->gatheringDone = true;
+    if (stream->gatherTimer) {
+        GSource* timer = stream->gatherTimer;
+        stream->gatherTimer = nullptr;
+        g_source_destroy(timer);
+        g_source_unref(timer);
+    }
+    diagnoseServers(id);
+    emit([this, id] {
+        if (callbacks_.gatheringDone) {
+            callbacks_.gatheringDone(id);
+        }
+    });
+}
+
+// libnice does not say why a server gave no candidate: ask the server ourselves, off the loop.
+void Agent::Impl::diagnoseServers(StreamId id) {
+    Stream* stream = findStream(id);
+    bool haveSrflx =
+        std::any_of(stream->localCandidates.begin(), stream->localCandidates.end(),
+                    [](const Candidate& c) { return c.type == CandidateType::ServerReflexive; });
+    for (size_t i = 0; i < stream->servers.size(); ++i) {
+        ServerSlot& slot = stream->servers[i];
+        if (slot.reported) {
+            continue;
+        }
+        const ServerUri uri = slot.status.uri;
+        auto ip = impl::resolveHost(uri.host, config_.ipv4, config_.ipv6);
+        if (!ip) {
+            reportServer(id, i, {uri, false, {}, 0, ip.error().message, {}});
+            continue;
+        }
+        impl::ProbeEndpoint endpoint{*ip, uri.port, uri.effectiveTransport()};
+        TurnCredentials creds;
+        if (slot.isTurn) {
+            creds = config_.turnServers[slot.turnIndex].credentials();
+        }
+        auto remaining =
+            config_.gatherTimeout - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        Clock::now() - stream->gatherStart);
+        auto timeout = std::max(remaining, std::chrono::milliseconds(500));
+        bool isTurn = slot.isTurn;
+        std::thread([weak = weak_from_this(), endpoint, uri, id, i, creds, isTurn, timeout,
+                     haveSrflx, cancel = cancelProbes_, start = stream->gatherStart] {
+            ServerStatus status{uri, false, {}, 0, {}, {}};
+            if (isTurn) {
+                auto r = impl::turnAllocate(endpoint, creds.username, creds.password, timeout,
+                                            cancel.get(), true);
+                status.ok = r.ok;
+                status.stunError = r.stunError;
+                status.message =
+                    r.ok ? "relay allocated by a check, but libnice got none" : r.message;
+            } else {
+                auto r = impl::stunBinding(endpoint, timeout, cancel.get());
+                status.ok = r.ok;
+                status.stunError = r.stunError;
+                status.message = r.ok ? (haveSrflx ? "reachable"
+                                                   : "reachable (mapped address is a host "
+                                                     "address: no NAT)")
+                                      : r.error;
+            }
+            status.elapsed =
+                std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+            auto self = weak.lock();
+            if (!self || *cancel) {
+                return;
+            }
+            self->loop_->post([weak, id, i, status] {
+                if (auto s = weak.lock()) {
+                    s->reportServer(id, i, status);
+                }
+            });
+        }).detach();
+    }
+}
+
+void Agent::Impl::setComponentState(StreamId id, ComponentId componentId, ComponentState state) {
+    Stream* stream = findStream(id);
+    if (!stream || componentId < 1 || componentId > stream->components.size()) {
+        return;
+    }
+    Component& component = stream->components[componentId - 1];
+    if (component.state == state) {
+        return;
+    }
+    // Connected is always reported before Completed, even when libnice skips it.
+    if (state == ComponentState::Completed && !component.everConnected) {
+        setComponentState(id, componentId, ComponentState::Connected);
+    }
+    ComponentState previous = component.state;
+    component.state = state;
+    if (state == ComponentState::Connected) {
+        component.everConnected = true;
+        bool all = std::all_of(stream->components.begin(), stream->components.end(),
+                               [](const Component& c) { return c.everConnected; });
+        if (all) {
+            stopTimer(stream->connectTimer);
+        }
+    }
+    emit([this, id, componentId, state] {
+        if (callbacks_.stateChanged) {
+            callbacks_.stateChanged(id, componentId, state);
+        }
+    });
+    if (state == ComponentState::Failed) {
+        Failure failure;
+        if (previous == ComponentState::Connected || previous == ComponentState::Completed) {
+            failure = {FailureKind::ConsentLost, "the peer stopped answering (consent lost)"};
+        } else {
+            failure = {FailureKind::ChecksFailed, "every candidate pair failed its checks"};
+            if (stream->localCandidates.empty()) {
+                failure = {FailureKind::NoCandidates, "no local candidates were gathered"};
+            }
+        }
+        emit([this, id, componentId, failure] {
+            if (callbacks_.failed) {
+                callbacks_.failed(id, componentId, failure);
+            }
+        });
+    }
+}
+
+void Agent::Impl::onStateChanged(StreamId id, ComponentId component, NiceComponentState state) {
+    ComponentState mapped = impl::fromNice(state);
+    Stream* stream = findStream(id);
+    if (!stream || component < 1 || component > stream->components.size()) {
+        return;
+    }
+    // Before remote candidates arrive libnice reports gathering/connecting; keep those as they are.
+    setComponentState(id, component, mapped);
+}
+
+void Agent::Impl::onSelectedPair(StreamId id, ComponentId componentId, NiceCandidate* local,
+                                 NiceCandidate* remote) {
+    Stream* stream = findStream(id);
+    if (!stream || componentId < 1 || componentId > stream->components.size()) {
+        return;
+    }
+    CandidatePair pair{impl::fromNice(*local), impl::fromNice(*remote)};
+    stream->components[componentId - 1].pair = pair;
+    emit([this, id, componentId, pair] {
+        if (callbacks_.selectedPairChanged) {
+            callbacks_.selectedPairChanged(id, componentId, pair);
+        }
+    });
+}
+
+void Agent::Impl::onReceive(StreamId id, ComponentId componentId, const char* data, size_t size) {
+    Stream* stream = findStream(id);
+    if (!stream || componentId < 1 || componentId > stream->components.size()) {
+        return;
+    }
+    auto& counters = *stream->components[componentId - 1].counters;
+    counters.bytesReceived += size;
+    counters.packetsReceived += 1;
+    if (!callbacks_.received) {
+        return;
+    }
+    std::vector<std::byte> copy(reinterpret_cast<const std::byte*>(data),
+                                reinterpret_cast<const std::byte*>(data) + size);
+    emit([this, id, componentId, copy = std::move(copy)] {
+        callbacks_.received(id, componentId, std::span<const std::byte>(copy));
+    });
+}
+
+Result<SessionDescription> Agent::Impl::localDescription(StreamId id) {
+    Stream* stream = findStream(id);
+    if (!stream) {
+        return Error{"no stream " + std::to_string(id)};
+    }
+    gchar* ufrag = nullptr;
+    gchar* pwd = nullptr;
+    if (!nice_agent_get_local_credentials(agent_, id, &ufrag, &pwd)) {
+        return Error{"libnice has no credentials for stream " + std::to_string(id)};
+    }
+    SessionDescription description;
+    description.ufrag = ufrag;
+    description.pwd = pwd;
+    g_free(ufrag);
+    g_free(pwd);
+    if (config_.trickle) {
+        description.options.push_back("trickle");
+    }
+    description.candidates = stream->localCandidates;
+    description.endOfCandidates = stream->gatheringDone;
+    return description;
+}
+
+Status Agent::Impl::addRemoteCandidate(StreamId id, const Candidate& candidate) {
+    Stream* stream = findStream(id);
+    if (!stream) {
+        return Error{"no stream " + std::to_string(id)};
+    }
+    if (candidate.component < 1 || candidate.component > stream->components.size()) {
+        return Error{"candidate for component " + std::to_string(candidate.component) +
+                     ", but the stream has " + std::to_string(stream->components.size())};
+    }
+    if (candidate.transport == Transport::Tcp && !config_.tcp) {
+        return {}; // ICE-TCP is off: such a candidate can never pair, so it is skipped
+    }
+    auto nc = impl::toNice(candidate, id);
+    if (!nc) {
+        return nc.error();
+    }
+    GSList list{*nc, nullptr};
+    int added = nice_agent_set_remote_candidates(agent_, id, candidate.component, &list);
+    nice_candidate_free(*nc);
+    if (added < 0) {
+        return Error{"libnice rejected remote candidate " + candidate.toString()};
+    }
+    startConnectTimer(id);
+    return {};
+}
+
+Status Agent::Impl::setRemote(StreamId id, const SessionDescription& description) {
+    Stream* stream = findStream(id);
+    if (!stream) {
+        return Error{"no stream " + std::to_string(id)};
+    }
+    if (!nice_agent_set_remote_credentials(agent_, id, description.ufrag.c_str(),
+                                           description.pwd.c_str())) {
+        return Error{"libnice rejected the remote credentials"};
+    }
+    stream->remoteSet = true;
+    for (const auto& candidate : description.candidates) {
+        if (auto status = addRemoteCandidate(id, candidate); !status) {
+            return status;
+        }
+    }
+    if (description.endOfCandidates) {
+        return endOfRemoteCandidates(id);
+    }
+    startConnectTimer(id);
+    return {};
+}
+
+Status Agent::Impl::endOfRemoteCandidates(StreamId id) {
+    if (!findStream(id)) {
+        return Error{"no stream " + std::to_string(id)};
+    }
+    nice_agent_peer_candidate_gathering_done(agent_, id);
+    return {};
+}
+
+void Agent::Impl::startConnectTimer(StreamId id) {
+    Stream* stream = findStream(id);
+    if (!stream || stream->connectTimer) {
+        return;
+    }
+    bool all = std::all_of(stream->components.begin(), stream->components.end(),
+                           [](const Component& c) { return c.everConnected; });
+    if (all) {
+        return;
+    }
+    stream->connectTimer =
+        startTimer(loop_->impl().context(), config_.connectTimeout, weak_from_this(),
+                   [id](Impl& impl) { impl.onConnectTimeout(id); });
+}
+
+void Agent::Impl::onConnectTimeout(StreamId id) {
+    Stream* stream = findStream(id);
+    if (!stream) {
+        return;
+    }
+    if (stream->connectTimer) {
+        g_source_unref(stream->connectTimer); // fired: the source removes itself
+        stream->connectTimer = nullptr;
+    }
+    for (unsigned c = 1; c <= stream->components.size(); ++c) {
+        Component& component = stream->components[c - 1];
+        if (component.everConnected || component.state == ComponentState::Failed) {
+            continue;
+        }
+        component.state = ComponentState::Failed;
+        Failure failure{FailureKind::ConnectTimeout,
+                        "not connected within " + ms(config_.connectTimeout)};
+        emit([this, id, c, failure] {
+            if (callbacks_.stateChanged) {
+                callbacks_.stateChanged(id, c, ComponentState::Failed);
+            }
+            if (callbacks_.failed) {
+                callbacks_.failed(id, c, failure);
+            }
+        });
+    }
+}
+
+void Agent::Impl::teardown() {
+    if (!agent_) {
+        return;
+    }
+    *cancelProbes_ = true;
+    g_signal_handlers_disconnect_by_data(agent_, this);
+    for (auto& [id, stream] : streams_) {
+        for (unsigned c = 1; c <= stream.components.size(); ++c) {
+            nice_agent_attach_recv(agent_, id, c, loop_->impl().context(), nullptr, nullptr);
+        }
+        stopTimer(stream.gatherTimer);
+        stopTimer(stream.connectTimer);
+    }
+    nice_agent_close_async(agent_, closedCb, new std::shared_ptr<EventLoop>(loop_));
+    agent_ = nullptr;
+}
+
+void Agent::Impl::emit(std::function<void()> event) {
+    if (!agent_) {
+        return; // torn down: nothing more reaches the app
+    }
+    {
+        std::lock_guard lock(queueMutex_);
+        queue_.push_back(std::move(event));
+        if (drainScheduled_) {
+            return;
+        }
+        drainScheduled_ = true;
+    }
+    auto drain = [weak = weak_from_this()] {
+        if (auto self = weak.lock()) {
+            self->drain();
+        }
+    };
+    if (config_.executor) {
+        config_.executor(std::move(drain));
+    } else {
+        loop_->post(std::move(drain));
+    }
+}
+
+void Agent::Impl::drain() {
+    std::deque<std::function<void()>> batch;
+    {
+        std::lock_guard lock(queueMutex_);
+        batch.swap(queue_);
+        drainScheduled_ = false;
+    }
+    auto gate = gate_;
+    for (auto& event : batch) {
+        std::lock_guard lock(gate->mutex);
+        if (gate->closed) {
+            return;
+        }
+        event();
+    }
+}
+
+std::shared_ptr<Agent::Impl::Counters> Agent::Impl::counters(StreamId id, ComponentId component) {
+    std::lock_guard lock(countersMutex_);
+    auto it = counters_.find({id, component});
+    return it == counters_.end() ? nullptr : it->second;
+}
+
+} // namespace icepunch

@@ -1,0 +1,127 @@
+#include "impl/event_loop_impl.hpp"
+
+#include <pthread.h>
+
+#include <chrono>
+#include <future>
+
+namespace icepunch {
+
+namespace {
+
+struct Task {
+    std::function<void()> fn;
+};
+
+gboolean runTask(gpointer data) {
+    static_cast<Task*>(data)->fn();
+    return G_SOURCE_REMOVE;
+}
+
+void deleteTask(gpointer data) {
+    delete static_cast<Task*>(data);
+}
+
+gboolean quitLoop(gpointer data) {
+    g_main_loop_quit(static_cast<GMainLoop*>(data));
+    return G_SOURCE_REMOVE;
+}
+
+void attachIdle(GMainContext* context, GSourceFunc fn, gpointer data, GDestroyNotify destroy,
+                int priority = G_PRIORITY_DEFAULT) {
+    GSource* source = g_idle_source_new();
+    g_source_set_priority(source, priority);
+    g_source_set_callback(source, fn, data, destroy);
+    g_source_attach(source, context);
+    g_source_unref(source);
+}
+
+} // namespace
+
+EventLoop::Impl::State::State()
+    : context(g_main_context_new()), loop(g_main_loop_new(context, FALSE)) {}
+
+EventLoop::Impl::State::~State() {
+    g_main_loop_unref(loop);
+    // Destroys remaining sources: their destroy-notifies release any waiter.
+    g_main_context_unref(context);
+}
+
+EventLoop::Impl::Impl(const std::string& name) : state_(std::make_shared<State>()) {
+    std::promise<std::thread::id> started;
+    auto startedFuture = started.get_future();
+    thread_ = std::thread([state = state_, name, &started] {
+        pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+        g_main_context_push_thread_default(state->context);
+        started.set_value(std::this_thread::get_id());
+        run(state);
+        g_main_context_pop_thread_default(state->context);
+    });
+    threadId_ = startedFuture.get();
+}
+
+void EventLoop::Impl::run(const std::shared_ptr<State>& state) {
+    g_main_loop_run(state->loop);
+    // Let agents that are closing asynchronously finish (bounded), so their sockets are freed.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (state->pendingCloses > 0 && std::chrono::steady_clock::now() < deadline) {
+        GSource* tick = g_timeout_source_new(10);
+        g_source_set_callback(
+            tick, [](gpointer) { return G_SOURCE_REMOVE; }, nullptr, nullptr);
+        g_source_attach(tick, state->context);
+        g_main_context_iteration(state->context, TRUE);
+        g_source_destroy(tick);
+        g_source_unref(tick);
+    }
+}
+
+EventLoop::Impl::~Impl() {
+    state_->stopped = true;
+    attachIdle(state_->context, quitLoop, state_->loop, nullptr, G_PRIORITY_LOW);
+    if (isLoopThread()) {
+        // The last owner let go from inside a callback: the thread ends on its own.
+        thread_.detach();
+    } else if (thread_.joinable()) {
+        thread_.join();
+    }
+}
+
+void EventLoop::Impl::post(std::function<void()> fn) {
+    attachIdle(state_->context, runTask, new Task{std::move(fn)}, deleteTask);
+}
+
+bool EventLoop::Impl::invoke(const std::function<void()>& fn) {
+    if (isLoopThread()) {
+        fn();
+        return true;
+    }
+    if (state_->stopped) {
+        return false;
+    }
+    // Fulfilled by running fn or, if the loop drops the task, by the destroy-notify: a waiter is
+    // never left hanging.
+    struct Waiter {
+        const std::function<void()>* fn;
+        std::promise<bool> done;
+        bool ran = false;
+    };
+    auto* waiter = new Waiter{&fn, {}, false};
+    auto future = waiter->done.get_future();
+    attachIdle(
+        state_->context,
+        [](gpointer data) -> gboolean {
+            auto* w = static_cast<Waiter*>(data);
+            (*w->fn)();
+            w->ran = true;
+            return G_SOURCE_REMOVE;
+        },
+        waiter,
+        [](gpointer data) {
+            auto* w = static_cast<Waiter*>(data);
+            w->done.set_value(w->ran);
+            delete w;
+        });
+    return future.get();
+}
+
+} // namespace icepunch

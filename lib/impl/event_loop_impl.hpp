@@ -1,0 +1,46 @@
+#pragma once
+
+#include <icepunch/event_loop.hpp>
+
+#include <glib.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+namespace icepunch {
+
+// The private GMainContext and the thread that runs it. Only lib/impl sees this.
+struct EventLoop::Impl {
+    explicit Impl(const std::string& name);
+    ~Impl();
+
+    void post(std::function<void()> fn);
+    bool invoke(const std::function<void()>& fn);
+    bool isLoopThread() const { return std::this_thread::get_id() == threadId_; }
+    GMainContext* context() const { return state_->context; }
+
+    // Agents closing asynchronously; the loop keeps running (bounded) until they are done.
+    void closeStarted() { ++state_->pendingCloses; }
+    void closeFinished() { --state_->pendingCloses; }
+
+private:
+    // Shared with the thread, which may outlive Impl when the last owner lets go on the thread.
+    struct State {
+        State();
+        ~State();
+        GMainContext* context;
+        GMainLoop* loop;
+        std::atomic<int> pendingCloses{0};
+        std::atomic<bool> stopped{false};
+    };
+    static void run(const std::shared_ptr<State>& state);
+
+    std::shared_ptr<State> state_;
+    std::thread thread_;
+    std::thread::id threadId_;
+};
+
+} // namespace icepunch

@@ -1,0 +1,124 @@
+#pragma once
+
+#include <icepunch/candidate.hpp>
+#include <icepunch/config.hpp>
+#include <icepunch/event_loop.hpp>
+#include <icepunch/result.hpp>
+#include <icepunch/server_uri.hpp>
+#include <icepunch/session_description.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+namespace icepunch {
+
+using StreamId = unsigned;
+using ComponentId = unsigned;
+
+enum class ComponentState {
+    Disconnected, // nothing yet, or lost
+    Gathering,
+    Checking,  // connectivity checks running
+    Connected, // a pair is selected and data can flow
+    Completed, // checks ended
+    Failed,
+};
+std::string_view toString(ComponentState state);
+std::ostream& operator<<(std::ostream& os, ComponentState state);
+
+struct CandidatePair {
+    Candidate local;
+    Candidate remote;
+    // Direct means neither side is a relay candidate.
+    bool isRelayed() const {
+        return icepunch::isRelayed(local.type) || icepunch::isRelayed(remote.type);
+    }
+};
+
+// How a STUN or TURN server answered during gathering.
+struct ServerStatus {
+    ServerUri uri;
+    bool ok = false;
+    std::chrono::milliseconds elapsed{0}; // from gather start to the answer (or the timeout)
+    int stunError = 0;                    // STUN error code (401, 437, 438, 441, 486, 508 ...)
+    std::string message;                  // "reachable", or the failure in words
+    std::optional<Candidate> candidate;   // the srflx or relay candidate it produced
+};
+
+enum class FailureKind {
+    ChecksFailed,   // every candidate pair failed
+    ConnectTimeout, // AgentConfig::connectTimeout elapsed
+    ConsentLost,    // RFC 7675 consent expired after connecting
+    NoCandidates,   // gathering produced nothing usable
+    Internal,
+};
+
+struct Failure {
+    FailureKind kind = FailureKind::Internal;
+    std::string message;
+};
+
+struct PairStats {
+    std::optional<CandidatePair> pair;
+    std::optional<std::chrono::microseconds> rtt; // from connectivity checks / consent
+    uint64_t bytesSent = 0;
+    uint64_t bytesReceived = 0;
+    uint64_t packetsSent = 0;
+    uint64_t packetsReceived = 0;
+};
+
+// An ICE agent. All methods are safe from any thread. Callbacks run on the event loop thread (or
+// the configured executor), never inside libnice's signal emission. The Agent may be destroyed from
+// any thread, also from inside its own callback; once the destructor returns no callback runs.
+class Agent {
+public:
+    struct Callbacks {
+        std::function<void(StreamId, const Candidate&)> localCandidate;
+        std::function<void(StreamId)> gatheringDone;
+        std::function<void(StreamId, const ServerStatus&)> serverStatus;
+        std::function<void(StreamId, ComponentId, ComponentState)> stateChanged;
+        std::function<void(StreamId, ComponentId, const CandidatePair&)> selectedPairChanged;
+        std::function<void(StreamId, ComponentId, const Failure&)> failed;
+        std::function<void(StreamId, ComponentId, std::span<const std::byte>)> received;
+    };
+
+    static Result<std::unique_ptr<Agent>> create(AgentConfig config, Callbacks callbacks,
+                                                 std::shared_ptr<EventLoop> loop = nullptr);
+    ~Agent();
+    Agent(const Agent&) = delete;
+    Agent& operator=(const Agent&) = delete;
+
+    Result<StreamId> addStream(unsigned components = 1);
+    // Starts gathering; candidates arrive through Callbacks::localCandidate.
+    Status gather(StreamId stream);
+    // Credentials, options and the candidates gathered so far; endOfCandidates once gathering is
+    // done.
+    Result<SessionDescription> localDescription(StreamId stream) const;
+    // Remote credentials and any candidates in it; end-of-candidates if it says so.
+    Status setRemoteDescription(StreamId stream, const SessionDescription& description);
+    Status addRemoteCandidate(StreamId stream, const Candidate& candidate);
+    Status endOfRemoteCandidates(StreamId stream);
+    // Sends one datagram on the selected pair. Fails when not connected.
+    Status send(StreamId stream, ComponentId component, std::span<const std::byte> data);
+    Status send(StreamId stream, ComponentId component, std::string_view data);
+
+    ComponentState state(StreamId stream, ComponentId component) const;
+    Result<PairStats> stats(StreamId stream, ComponentId component) const;
+    // The role this agent was configured with (a role conflict is settled inside ICE).
+    Role role() const;
+
+    struct Impl;
+
+private:
+    explicit Agent(std::shared_ptr<Impl> impl);
+    std::shared_ptr<Impl> impl_;
+};
+
+} // namespace icepunch

@@ -1,0 +1,89 @@
+#pragma once
+
+#include <icepunch/server_uri.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace icepunch {
+
+enum class Role { Controlling, Controlled };
+enum class Nomination { Regular, Aggressive };
+// All: host, srflx and relay candidates together. RelayOnly: only relayed candidates are used.
+enum class CandidatePolicy { All, RelayOnly };
+
+std::ostream& operator<<(std::ostream& os, Role role);
+
+// Username and password for a TURN server (RFC 5389 long-term credentials).
+struct TurnCredentials {
+    std::string username;
+    std::string password;
+};
+
+// Time-limited TURN credentials per the TURN REST convention (as coturn's --use-auth-secret):
+// username "<expiry unix time>:<user>", password base64(HMAC-SHA1(secret, username)).
+TurnCredentials makeRestCredentials(std::string_view secret, std::string_view user,
+                                    int64_t expiryUnixTime);
+
+struct TlsOptions {
+    // PEM file of trusted CAs; empty means the system store.
+    std::string caFile;
+    // Name to send as SNI and to verify the certificate against; empty means the URI's host.
+    std::string serverName;
+    // Optional pin: hex SHA-256 of the server certificate's SubjectPublicKeyInfo. When set, the
+    // server must present that key (in addition to passing verification unless disabled).
+    std::string pinSha256;
+    // Accept a certificate that fails verification (test setups only).
+    bool allowUntrusted = false;
+};
+
+struct TurnServer {
+    ServerUri uri; // turn: or turns:
+    // Long-term credentials, or a REST shared secret from which they are derived at gather time.
+    std::string username;
+    std::string password;
+    std::string sharedSecret;
+    std::string restUser = "icepunch";
+    std::chrono::seconds restLifetime{std::chrono::hours(24)};
+    TlsOptions tls; // for turns:
+
+    // Credentials to present: the fixed ones, or REST ones derived from the secret now.
+    TurnCredentials credentials() const;
+};
+
+// A function that runs a callback somewhere else (e.g. the app's own thread); the default runs
+// callbacks on the event loop's thread.
+using Executor = std::function<void(std::function<void()>)>;
+
+struct AgentConfig {
+    Role role = Role::Controlling;
+    std::vector<ServerUri> stunServers;
+    std::vector<TurnServer> turnServers;
+    bool trickle = true;
+    Nomination nomination = Nomination::Aggressive;
+    bool consentFreshness = true; // RFC 7675
+    CandidatePolicy policy = CandidatePolicy::All;
+    // Local port range for host candidates; 0/0 means any (chosen by the OS).
+    uint16_t portMin = 0;
+    uint16_t portMax = 0;
+    // Interface names ("eth0") or local IP addresses to gather on. Empty: every non-loopback
+    // interface. Loopback (e.g. "127.0.0.1", "lo") is used only when listed here.
+    std::vector<std::string> interfaces;
+    bool ipv4 = true;
+    bool ipv6 = true;
+    bool udp = true;
+    bool tcp = false;  // RFC 6544 ICE-TCP host candidates
+    bool upnp = false; // off: libnice's UPnP probe delays gathering by its timeout
+    // A server that has not answered by then is reported as failed and gathering completes.
+    std::chrono::milliseconds gatherTimeout{5000};
+    // Checks that have not connected by then end in a Failed state.
+    std::chrono::milliseconds connectTimeout{30000};
+    Executor executor; // empty: callbacks run on the event loop thread
+};
+
+} // namespace icepunch

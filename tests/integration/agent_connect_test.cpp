@@ -1,0 +1,179 @@
+// Two real libnice agents on loopback connect and carry data.
+
+#include "agent_harness.hpp"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+namespace icepunch::test {
+namespace {
+
+TEST(AgentConnect, TrickleHostCandidatesConnectAndCarry10000Datagrams) {
+    PeerPair peers(loopbackConfig(Role::Controlling), loopbackConfig(Role::Controlled));
+    ASSERT_TRUE(peers.a.agent && peers.b.agent);
+    peers.startTrickle();
+    ASSERT_TRUE(peers.waitConnected());
+
+    auto pair = *peers.a.events->pair;
+    EXPECT_EQ(pair.local.type, CandidateType::Host);
+    EXPECT_EQ(pair.remote.type, CandidateType::Host);
+    EXPECT_FALSE(pair.isRelayed());
+    EXPECT_EQ(pair.local.address, "127.0.0.1");
+
+    EXPECT_TRUE(exchange(peers.a, peers.b, 10000, 200));
+    EXPECT_TRUE(exchange(peers.b, peers.a, 10000, 200));
+    EXPECT_EQ(peers.b.events->received, 10000u);
+    EXPECT_EQ(peers.a.events->received, 10000u);
+
+    auto stats = peers.a.agent->stats(peers.a.stream, 1);
+    ASSERT_TRUE(stats);
+    EXPECT_EQ(stats->packetsSent, 10000u);
+    EXPECT_EQ(stats->bytesSent, 10000u * 200);
+    EXPECT_EQ(stats->packetsReceived, 10000u);
+    ASSERT_TRUE(stats->pair);
+    EXPECT_EQ(stats->pair->local.endpoint(), pair.local.endpoint());
+}
+
+TEST(AgentConnect, NonTrickleExchangeOfWholeDescriptions) {
+    auto ca = loopbackConfig(Role::Controlling);
+    auto cb = loopbackConfig(Role::Controlled);
+    ca.trickle = cb.trickle = false;
+    PeerPair peers(ca, cb);
+    ASSERT_TRUE(peers.startNonTrickle());
+    ASSERT_TRUE(peers.waitConnected());
+    auto description = peers.a.agent->localDescription(peers.a.stream);
+    ASSERT_TRUE(description);
+    EXPECT_TRUE(description->endOfCandidates);
+    EXPECT_FALSE(description->trickle());
+    EXPECT_FALSE(description->candidates.empty());
+    EXPECT_TRUE(exchange(peers.a, peers.b, 10000, 100));
+    EXPECT_TRUE(exchange(peers.b, peers.a, 10000, 100));
+}
+
+TEST(AgentConnect, PayloadsArriveIntactAndInOrderOnLoopback) {
+    PeerPair peers(loopbackConfig(Role::Controlling), loopbackConfig(Role::Controlled));
+    peers.b.events->keepPayloads = true;
+    peers.startTrickle();
+    ASSERT_TRUE(peers.waitConnected());
+    for (int i = 0; i < 50; ++i) {
+        ASSERT_TRUE(peers.a.agent->send(peers.a.stream, 1, "message " + std::to_string(i)));
+    }
+    ASSERT_TRUE(peers.b.events->waitFor([&] { return peers.b.events->payloads.size() == 50; }));
+    for (int i = 0; i < 50; ++i) {
+        EXPECT_EQ(peers.b.events->payloads[i], "message " + std::to_string(i));
+    }
+}
+
+TEST(AgentConnect, RoleConflictBothControllingIsResolved) {
+    PeerPair peers(loopbackConfig(Role::Controlling), loopbackConfig(Role::Controlling));
+    peers.startTrickle();
+    ASSERT_TRUE(peers.waitConnected());
+    // RFC 8445 7.3.1.1: the tie-breaker settles roles; both sides agree on one pair.
+    EXPECT_EQ(peers.a.events->pair->local.endpoint(), peers.b.events->pair->remote.endpoint());
+    EXPECT_EQ(peers.a.events->pair->remote.endpoint(), peers.b.events->pair->local.endpoint());
+    EXPECT_TRUE(exchange(peers.a, peers.b, 100, 50));
+    EXPECT_TRUE(exchange(peers.b, peers.a, 100, 50));
+}
+
+TEST(AgentConnect, RoleConflictBothControlledIsResolved) {
+    PeerPair peers(loopbackConfig(Role::Controlled), loopbackConfig(Role::Controlled));
+    peers.startTrickle();
+    ASSERT_TRUE(peers.waitConnected());
+    EXPECT_EQ(peers.a.events->pair->local.endpoint(), peers.b.events->pair->remote.endpoint());
+    EXPECT_TRUE(exchange(peers.a, peers.b, 100, 50));
+    EXPECT_TRUE(exchange(peers.b, peers.a, 100, 50));
+}
+
+TEST(AgentConnect, RegularNominationConnects) {
+    auto ca = loopbackConfig(Role::Controlling);
+    auto cb = loopbackConfig(Role::Controlled);
+    ca.nomination = cb.nomination = Nomination::Regular;
+    PeerPair peers(ca, cb);
+    peers.startTrickle();
+    ASSERT_TRUE(peers.waitConnected());
+    EXPECT_TRUE(exchange(peers.a, peers.b, 100, 50));
+}
+
+TEST(AgentConnect, SendBeforeConnectedIsAnErrorNotACrash) {
+    PeerPair peers(loopbackConfig(Role::Controlling), loopbackConfig(Role::Controlled));
+    auto status = peers.a.agent->send(peers.a.stream, 1, "too early");
+    EXPECT_FALSE(status);
+    EXPECT_NE(status.error().message.find("not connected"), std::string::npos);
+    EXPECT_FALSE(peers.a.agent->send(99, 1, "no such stream"));
+}
+
+TEST(AgentConnect, CallbacksRunOnTheGivenExecutor) {
+    // Callbacks go through the app's executor: here a queue this test thread runs.
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::vector<std::function<void()>> queued;
+    auto ca = loopbackConfig(Role::Controlling);
+    ca.executor = [&](std::function<void()> fn) {
+        {
+            std::lock_guard lock(mutex);
+            queued.push_back(std::move(fn));
+        }
+        cv.notify_all();
+    };
+    PeerPair peers(ca, loopbackConfig(Role::Controlled));
+    std::thread::id callbackThread;
+    peers.a.events->onGatheringDone = [&](StreamId) {
+        callbackThread = std::this_thread::get_id();
+    };
+    peers.a.agent->gather(peers.a.stream);
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (callbackThread == std::thread::id{} && std::chrono::steady_clock::now() < deadline) {
+        std::vector<std::function<void()>> batch;
+        {
+            std::unique_lock lock(mutex);
+            cv.wait_until(lock, deadline, [&] { return !queued.empty(); });
+            batch.swap(queued);
+        }
+        for (auto& fn : batch) {
+            fn();
+        }
+    }
+    EXPECT_EQ(callbackThread, std::this_thread::get_id());
+    peers.a.agent.reset(); // before the executor's captures go away
+}
+
+TEST(AgentConnect, InvalidConfigurationIsAnError) {
+    AgentConfig config = loopbackConfig(Role::Controlling);
+    config.portMin = 5000;
+    config.portMax = 4000;
+    auto agent = Agent::create(config, {});
+    ASSERT_FALSE(agent);
+    EXPECT_NE(agent.error().message.find("port range"), std::string::npos);
+
+    config = loopbackConfig(Role::Controlling);
+    config.interfaces = {"no-such-interface0"};
+    agent = Agent::create(config, {});
+    ASSERT_FALSE(agent);
+    EXPECT_NE(agent.error().message.find("interface"), std::string::npos);
+
+    config = loopbackConfig(Role::Controlling);
+    TurnServer turn;
+    turn.uri = ServerUri::parse("turn:127.0.0.1:3478").value();
+    config.turnServers.push_back(turn); // no credentials
+    agent = Agent::create(config, {});
+    ASSERT_FALSE(agent);
+    EXPECT_NE(agent.error().message.find("username"), std::string::npos);
+}
+
+TEST(AgentConnect, PortRangeIsHonoured) {
+    auto config = loopbackConfig(Role::Controlling);
+    config.portMin = 41000;
+    config.portMax = 41100;
+    PeerPair peers(config, loopbackConfig(Role::Controlled));
+    peers.a.agent->gather(peers.a.stream);
+    ASSERT_TRUE(peers.a.events->waitFor([&] { return peers.a.events->gatheringDone; }));
+    ASSERT_FALSE(peers.a.events->candidates.empty());
+    for (const auto& c : peers.a.events->candidates) {
+        EXPECT_GE(c.port, 41000);
+        EXPECT_LE(c.port, 41100);
+    }
+}
+
+} // namespace
+} // namespace icepunch::test

@@ -1,0 +1,213 @@
+#include "agent_harness.hpp"
+
+#include <dirent.h>
+
+#include <cstring>
+
+namespace icepunch::test {
+
+Agent::Callbacks Recorder::callbacks() {
+    // Holds the recorder weakly-by-value: the test keeps it alive longer than the agent.
+    Recorder* self = this;
+    Agent::Callbacks cb;
+    cb.localCandidate = [self](StreamId stream, const Candidate& c) {
+        {
+            std::lock_guard lock(self->mutex);
+            self->candidates.push_back(c);
+        }
+        self->changed.notify_all();
+        if (self->onCandidate) {
+            self->onCandidate(stream, c);
+        }
+    };
+    cb.gatheringDone = [self](StreamId stream) {
+        {
+            std::lock_guard lock(self->mutex);
+            self->gatheringDone = true;
+        }
+        self->changed.notify_all();
+        if (self->onGatheringDone) {
+            self->onGatheringDone(stream);
+        }
+    };
+    cb.serverStatus = [self](StreamId, const ServerStatus& s) {
+        {
+            std::lock_guard lock(self->mutex);
+            self->servers.push_back(s);
+        }
+        self->changed.notify_all();
+    };
+    cb.stateChanged = [self](StreamId, ComponentId component, ComponentState state) {
+        if (component != 1) {
+            return;
+        }
+        {
+            std::lock_guard lock(self->mutex);
+            self->states.push_back(state);
+            if (state == ComponentState::Connected) {
+                self->connectedAt = std::chrono::steady_clock::now();
+            }
+        }
+        self->changed.notify_all();
+        if (self->onState) {
+            self->onState(state);
+        }
+    };
+    cb.selectedPairChanged = [self](StreamId, ComponentId, const CandidatePair& pair) {
+        {
+            std::lock_guard lock(self->mutex);
+            self->pair = pair;
+        }
+        self->changed.notify_all();
+    };
+    cb.failed = [self](StreamId, ComponentId, const Failure& f) {
+        {
+            std::lock_guard lock(self->mutex);
+            self->failures.push_back(f);
+        }
+        self->changed.notify_all();
+    };
+    cb.received = [self](StreamId, ComponentId, std::span<const std::byte> data) {
+        {
+            std::lock_guard lock(self->mutex);
+            self->received += 1;
+            self->receivedBytes += data.size();
+            if (self->keepPayloads) {
+                self->payloads.emplace_back(reinterpret_cast<const char*>(data.data()),
+                                            data.size());
+            }
+        }
+        self->changed.notify_all();
+        if (self->onReceive) {
+            self->onReceive(data);
+        }
+    };
+    return cb;
+}
+
+bool Recorder::hasState(ComponentState state) {
+    for (auto s : states) {
+        if (s == state) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool Recorder::waitConnected(std::chrono::milliseconds timeout) {
+    return waitFor([this] { return hasState(ComponentState::Connected) && pair.has_value(); },
+                   timeout);
+}
+
+AgentConfig loopbackConfig(Role role) {
+    AgentConfig config;
+    config.role = role;
+    config.interfaces = {"127.0.0.1"};
+    config.ipv6 = false;
+    return config;
+}
+
+PeerPair::PeerPair(AgentConfig configA, AgentConfig configB, std::shared_ptr<EventLoop> loop) {
+    auto make = [&](Peer& peer, AgentConfig config) {
+        auto agent = Agent::create(std::move(config), peer.events->callbacks(), loop);
+        if (agent) {
+            peer.agent = std::move(*agent);
+            peer.stream = peer.agent->addStream(1).value();
+        }
+    };
+    make(a, std::move(configA));
+    make(b, std::move(configB));
+}
+
+void PeerPair::startTrickle() {
+    auto wire = [](Peer& self, Peer& other) {
+        auto credentials = self.agent->localDescription(self.stream).value();
+        other.agent->setRemoteDescription(other.stream, credentials);
+        // Looked up at call time: a test may destroy the other agent meanwhile.
+        Peer* peer = &other;
+        self.events->onCandidate = [peer](StreamId, const Candidate& c) {
+            if (peer->agent) {
+                peer->agent->addRemoteCandidate(peer->stream, c);
+            }
+        };
+        self.events->onGatheringDone = [peer](StreamId) {
+            if (peer->agent) {
+                peer->agent->endOfRemoteCandidates(peer->stream);
+            }
+        };
+    };
+    wire(a, b);
+    wire(b, a);
+    a.agent->gather(a.stream);
+    b.agent->gather(b.stream);
+}
+
+bool PeerPair::startNonTrickle(std::chrono::milliseconds timeout) {
+    a.agent->gather(a.stream);
+    b.agent->gather(b.stream);
+    if (!a.events->waitFor([&] { return a.events->gatheringDone; }, timeout) ||
+        !b.events->waitFor([&] { return b.events->gatheringDone; }, timeout)) {
+        return false;
+    }
+    auto da = a.agent->localDescription(a.stream).value();
+    auto db = b.agent->localDescription(b.stream).value();
+    // Through text, as a signalling channel would carry it.
+    auto pa = SessionDescription::parse(da.toString());
+    auto pb = SessionDescription::parse(db.toString());
+    if (!pa || !pb) {
+        return false;
+    }
+    return a.agent->setRemoteDescription(a.stream, *pb).ok() &&
+           b.agent->setRemoteDescription(b.stream, *pa).ok();
+}
+
+bool PeerPair::waitConnected(std::chrono::milliseconds timeout) {
+    return a.events->waitConnected(timeout) && b.events->waitConnected(timeout);
+}
+
+bool exchange(Peer& from, Peer& to, int count, size_t size, size_t window,
+              std::chrono::milliseconds timeout) {
+    uint64_t base;
+    {
+        std::lock_guard lock(to.events->mutex);
+        base = to.events->received;
+    }
+    std::string payload(size, 'x');
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (int i = 0; i < count; ++i) {
+        std::memcpy(payload.data(), &i, std::min(sizeof i, size));
+        bool roomy = to.events->waitFor(
+            [&] { return to.events->received - base + window > static_cast<uint64_t>(i); },
+            std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now()));
+        if (!roomy || !from.agent->send(from.stream, 1, payload)) {
+            return false;
+        }
+    }
+    return to.events->waitFor(
+        [&] { return to.events->received - base >= static_cast<uint64_t>(count); },
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
+                                                              std::chrono::steady_clock::now()));
+}
+
+static int countDir(const char* path) {
+    int n = 0;
+    if (DIR* dir = opendir(path)) {
+        while (dirent* e = readdir(dir)) {
+            if (e->d_name[0] != '.') {
+                ++n;
+            }
+        }
+        closedir(dir);
+    }
+    return n;
+}
+
+int countOpenFds() {
+    return countDir("/proc/self/fd");
+}
+int countThreads() {
+    return countDir("/proc/self/task");
+}
+
+} // namespace icepunch::test

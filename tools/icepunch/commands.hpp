@@ -1,0 +1,8 @@
+#pragma once
+
+namespace icepunch::cli {
+
+// Each returns the process exit status: 0 success, 1 failure, 2 usage error.
+int runDemo(int argc, char** argv);
+
+} // namespace icepunch::cli
