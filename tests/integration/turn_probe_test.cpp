@@ -2,26 +2,22 @@
 
 #include "impl/turn_probe.hpp"
 
+#include "coturn_process.hpp"
+
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <stun/stunagent.h>
 #include <stun/stunmessage.h>
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <sstream>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -64,123 +60,37 @@ long elapsedMs(Clock::time_point start) {
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
 }
 
-// One coturn process for one test; killed by PID in the destructor.
+// One coturn on 127.0.0.1 for one test (ports picked by the support helper); stopped by PID
+// when this goes out of scope.
 class Coturn {
 public:
-    explicit Coturn(std::vector<std::string> extraArgs = {}) {
-        char pattern[] = "/tmp/icepunch-turn-probe-XXXXXX";
-        if (::mkdtemp(pattern) == nullptr)
-            return;
-        dir_ = pattern;
-        port_ = freePort();
-        // Relay ports: a small window of their own, away from the ephemeral range.
-        unsigned seed = static_cast<unsigned>(::getpid()) * 131u + port_;
-        uint16_t minPort = static_cast<uint16_t>(20000 + (seed % 1500) * 20);
-        std::vector<std::string> args = {"turnserver",
-                                         "-n",
-                                         "--no-cli",
-                                         "--log-file=stdout",
-                                         "--allow-loopback-peers",
-                                         "-L",
-                                         "127.0.0.1",
-                                         "-p",
-                                         std::to_string(port_),
-                                         "--min-port",
-                                         std::to_string(minPort),
-                                         "--max-port",
-                                         std::to_string(minPort + 19),
-                                         "--db=" + dir_ + "/turndb",
-                                         "--pidfile=" + dir_ + "/pid",
-                                         "-a",
-                                         "-u",
-                                         kUser + ":" + kPassword,
-                                         "-r",
-                                         "icepunch.test",
-                                         "--fingerprint",
-                                         "--no-tls",
-                                         "--no-dtls"};
-        args.insert(args.end(), extraArgs.begin(), extraArgs.end());
-        std::vector<char*> argv;
-        for (auto& arg : args)
-            argv.push_back(arg.data());
-        argv.push_back(nullptr);
-        std::string logPath = dir_ + "/log";
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            int log = ::open(logPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            if (log >= 0) {
-                ::dup2(log, 1);
-                ::dup2(log, 2);
-            }
-            ::execvp(argv[0], argv.data());
-            ::_exit(127);
-        }
-        // Ready once it answers a Binding request; bounded.
-        auto start = Clock::now();
-        while (Clock::now() - start < 5s) {
-            auto result = icepunch::impl::stunBinding(endpoint(Transport::Udp), 200ms);
-            if (result.ok) {
-                ready_ = true;
-                startup_ =
-                    std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
-                break;
-            }
-            int status = 0;
-            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-                pid_ = -1;
-                break;
-            }
-        }
+    explicit Coturn(icepunch::support::CoturnOptions options = {}) {
+        options.user = kUser;
+        options.password = kPassword;
+        auto started = icepunch::support::CoturnProcess::start(options);
+        if (started.ok())
+            process_ = std::move(started.value());
+        else
+            error_ = started.error().message;
     }
 
-    ~Coturn() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGTERM);
-            auto start = Clock::now();
-            int status = 0;
-            while (::waitpid(pid_, &status, WNOHANG) == 0) {
-                if (Clock::now() - start > 3s) {
-                    ::kill(pid_, SIGKILL);
-                    ::waitpid(pid_, &status, 0);
-                    break;
-                }
-                std::this_thread::sleep_for(10ms);
-            }
-        }
-        if (!dir_.empty()) {
-            std::error_code ignored;
-            std::filesystem::remove_all(dir_, ignored);
-        }
+    bool ready() const { return process_ != nullptr; }
+    std::chrono::milliseconds startup() const { return process_->startupTime(); }
+    ProbeEndpoint endpoint(Transport transport) const {
+        return {process_->listenAddress(), process_->port(), transport};
     }
-
-    Coturn(const Coturn&) = delete;
-    Coturn& operator=(const Coturn&) = delete;
-
-    bool ready() const { return ready_; }
-    uint16_t port() const { return port_; }
-    std::chrono::milliseconds startup() const { return startup_; }
-    ProbeEndpoint endpoint(Transport transport) const { return {"127.0.0.1", port_, transport}; }
-
-    std::string log() const {
-        std::ifstream in(dir_ + "/log");
-        std::stringstream text;
-        text << in.rdbuf();
-        std::string all = text.str();
-        return all.size() > 4000 ? all.substr(all.size() - 4000) : all;
-    }
+    std::string log() const { return process_ ? process_->logTail(40) : error_; }
 
 private:
-    std::string dir_;
-    uint16_t port_ = 0;
-    pid_t pid_ = -1;
-    bool ready_ = false;
-    std::chrono::milliseconds startup_{0};
+    std::unique_ptr<icepunch::support::CoturnProcess> process_;
+    std::string error_;
 };
 
 class TurnProbeTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        if (std::system("command -v turnserver >/dev/null 2>&1") != 0)
+        if (::access("/usr/bin/turnserver", X_OK) != 0 &&
+            ::access("/usr/local/bin/turnserver", X_OK) != 0)
             GTEST_SKIP() << "turnserver (coturn) is not installed";
     }
 };
@@ -307,7 +217,9 @@ TEST_F(TurnProbeTest, ClosedTcpPortIsConnectionRefused) {
 }
 
 TEST_F(TurnProbeTest, StunOnlyServerRefusesAllocateInWords) {
-    Coturn coturn({"--stun-only"});
+    icepunch::support::CoturnOptions options;
+    options.stunOnly = true;
+    Coturn coturn(options);
     ASSERT_COTURN_READY(coturn);
     auto start = Clock::now();
     auto result =
@@ -321,7 +233,9 @@ TEST_F(TurnProbeTest, StunOnlyServerRefusesAllocateInWords) {
 }
 
 TEST_F(TurnProbeTest, TryAlternateIsReportedNotFollowed) {
-    Coturn coturn({"--alternate-server=127.0.0.2:3478"});
+    icepunch::support::CoturnOptions options;
+    options.alternateServers = {"127.0.0.2:3478"};
+    Coturn coturn(options);
     ASSERT_COTURN_READY(coturn);
     auto result =
         icepunch::impl::turnAllocate(coturn.endpoint(Transport::Udp), kUser, kPassword, 2000ms);
