@@ -2,16 +2,39 @@
 
 #include "impl/event_loop_impl.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <mutex>
 
 namespace icepunch {
 
-EventLoop::EventLoop(const std::string& name) : impl_(std::make_unique<Impl>(name)) {}
+EventLoop::EventLoop(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 EventLoop::~EventLoop() = default;
 
 std::shared_ptr<EventLoop> EventLoop::create(const std::string& name) {
-    return std::shared_ptr<EventLoop>(new EventLoop(name));
+    return std::shared_ptr<EventLoop>(new EventLoop(std::make_unique<Impl>(name, -1)));
+}
+
+Result<std::shared_ptr<EventLoop>> EventLoop::createInNetworkNamespace(const std::string& ns,
+                                                                       const std::string& name) {
+    if (ns.empty() || ns.find('/') != std::string::npos) {
+        return Error{"invalid network namespace name \"" + ns + "\""};
+    }
+    std::string path = "/run/netns/" + ns;
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return Error{"cannot open network namespace " + path + ": " + std::strerror(errno)};
+    }
+    auto impl = std::make_unique<Impl>(name, fd);
+    close(fd);
+    if (!impl->startError().empty()) {
+        return Error{"cannot enter network namespace " + ns + ": " + impl->startError()};
+    }
+    return std::shared_ptr<EventLoop>(new EventLoop(std::move(impl)));
 }
 
 std::shared_ptr<EventLoop> EventLoop::defaultLoop() {

@@ -2,6 +2,7 @@
 
 #include "impl/conversions.hpp"
 #include "impl/net_util.hpp"
+#include "impl/tls_bridge.hpp"
 #include "impl/turn_probe.hpp"
 
 #include <algorithm>
@@ -194,11 +195,11 @@ Result<StreamId> Agent::Impl::addStream(unsigned components) {
     }
     // The first STUN server feeds libnice; every configured server gets a status report.
     for (const auto& stun : config_.stunServers) {
-        stream.servers.push_back({ServerStatus{stun, false, {}, 0, {}, {}}, false, false, 0});
+        stream.servers.push_back({ServerStatus{stun, false, {}, 0, {}, {}}, false, false, 0, {}});
     }
     for (size_t i = 0; i < config_.turnServers.size(); ++i) {
         stream.servers.push_back(
-            {ServerStatus{config_.turnServers[i].uri, false, {}, 0, {}, {}}, false, true, i});
+            {ServerStatus{config_.turnServers[i].uri, false, {}, 0, {}, {}}, false, true, i, {}});
     }
     return id;
 }
@@ -223,26 +224,50 @@ Status Agent::Impl::gather(StreamId id) {
             continue;
         }
         const TurnServer& turn = config_.turnServers[slot.turnIndex];
-        if (turn.uri.scheme == UriScheme::Turns) {
-            reportServer(id, i,
-                         {turn.uri,
-                          false,
-                          {},
-                          0,
-                          "TURN over TLS (turns:) is not supported by this build",
-                          {}});
-            continue;
-        }
         auto ip = impl::resolveHost(turn.uri.host, config_.ipv4, config_.ipv6);
         if (!ip) {
             reportServer(id, i, {turn.uri, false, {}, 0, ip.error().message, {}});
             continue;
         }
+        std::string relayIp = *ip;
+        uint16_t relayPort = turn.uri.port;
+        NiceRelayType type = relayType(turn);
+        if (turn.uri.scheme == UriScheme::Turns) {
+            // libnice's own TLS relay type does no TLS: it talks TURN-TCP to a local bridge.
+            impl::TlsBridgeOptions options;
+            options.serverAddress = *ip;
+            options.serverPort = turn.uri.port;
+            options.serverName = turn.uri.host;
+            options.tls = turn.tls;
+            options.onError = [weak = weak_from_this(), id, i, uri = turn.uri,
+                               start = stream->gatherStart](const std::string& error) {
+                auto self = weak.lock();
+                if (!self) {
+                    return;
+                }
+                auto elapsed =
+                    std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+                self->loop_->post([weak, id, i, uri, elapsed, error] {
+                    if (auto s = weak.lock()) {
+                        s->reportServer(id, i, {uri, false, elapsed, 0, error, {}});
+                    }
+                });
+            };
+            auto bridge = impl::TlsBridge::start(std::move(options));
+            if (!bridge) {
+                reportServer(id, i, {turn.uri, false, {}, 0, bridge.error().message, {}});
+                continue;
+            }
+            relayIp = (*bridge)->localAddress();
+            relayPort = (*bridge)->localPort();
+            stream->servers[i].probeVia = impl::ProbeEndpoint{relayIp, relayPort, Transport::Tcp};
+            type = NICE_RELAY_TYPE_TURN_TCP;
+            bridges_.push_back(std::move(*bridge));
+        }
         auto creds = turn.credentials();
         for (unsigned c = 1; c <= stream->components.size(); ++c) {
-            nice_agent_set_relay_info(agent_, id, c, ip->c_str(), turn.uri.port,
-                                      creds.username.c_str(), creds.password.c_str(),
-                                      relayType(turn));
+            nice_agent_set_relay_info(agent_, id, c, relayIp.c_str(), relayPort,
+                                      creds.username.c_str(), creds.password.c_str(), type);
         }
     }
     if (!nice_agent_gather_candidates(agent_, id)) {
@@ -413,6 +438,9 @@ void Agent::Impl::diagnoseServers(StreamId id) {
             continue;
         }
         impl::ProbeEndpoint endpoint{*ip, uri.port, uri.effectiveTransport()};
+        if (slot.probeVia) {
+            endpoint = *slot.probeVia; // turns: the TLS bridge carries the check too
+        }
         TurnCredentials creds;
         if (slot.isTurn) {
             creds = config_.turnServers[slot.turnIndex].credentials();
@@ -681,6 +709,7 @@ void Agent::Impl::teardown() {
         stopTimer(stream.connectTimer);
     }
     nice_agent_close_async(agent_, closedCb, new std::shared_ptr<EventLoop>(loop_));
+    bridges_.clear();
     agent_ = nullptr;
 }
 

@@ -3,6 +3,8 @@
 #include <icepunch/agent.hpp>
 
 #include "impl/event_loop_impl.hpp"
+#include "impl/tls_bridge.hpp"
+#include "impl/turn_probe.hpp"
 
 #include <nice/agent.h>
 
@@ -44,6 +46,7 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
         bool reported = false;
         bool isTurn = false;
         size_t turnIndex = 0;
+        std::optional<impl::ProbeEndpoint> probeVia; // where to send a diagnostic check
     };
 
     struct Stream {
@@ -101,6 +104,7 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     NiceAgent* agent_ = nullptr;
     std::shared_ptr<CallbackGate> gate_ = std::make_shared<CallbackGate>();
     std::map<StreamId, Stream> streams_;
+    std::vector<std::unique_ptr<impl::TlsBridge>> bridges_; // one per turns: server and stream
     std::shared_ptr<std::atomic<bool>> cancelProbes_ = std::make_shared<std::atomic<bool>>(false);
 
     std::mutex queueMutex_;

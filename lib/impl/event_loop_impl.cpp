@@ -1,6 +1,14 @@
 #include "impl/event_loop_impl.hpp"
 
 #include <pthread.h>
+#include <sched.h>
+
+#include <cerrno>
+#include <cstring>
+#include <sched.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <chrono>
 #include <future>
@@ -47,11 +55,15 @@ EventLoop::Impl::State::~State() {
     g_main_context_unref(context);
 }
 
-EventLoop::Impl::Impl(const std::string& name) : state_(std::make_shared<State>()) {
+EventLoop::Impl::Impl(const std::string& name, int netnsFd) : state_(std::make_shared<State>()) {
     std::promise<std::thread::id> started;
     auto startedFuture = started.get_future();
-    thread_ = std::thread([state = state_, name, &started] {
+    thread_ = std::thread([state = state_, name, netnsFd, &started, this] {
         pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+        // Only this thread (and threads it starts) moves: sockets it opens live in that namespace.
+        if (netnsFd >= 0 && setns(netnsFd, CLONE_NEWNET) != 0) {
+            startError_ = std::strerror(errno);
+        }
         g_main_context_push_thread_default(state->context);
         started.set_value(std::this_thread::get_id());
         run(state);

@@ -14,11 +14,13 @@ namespace icepunch {
 
 // The private GMainContext and the thread that runs it. Only lib/impl sees this.
 struct EventLoop::Impl {
-    explicit Impl(const std::string& name);
+    // netnsFd >= 0: the thread enters that network namespace before running (see startError()).
+    Impl(const std::string& name, int netnsFd);
     ~Impl();
 
     void post(std::function<void()> fn);
     bool invoke(const std::function<void()>& fn);
+    const std::string& startError() const { return startError_; }
     bool isLoopThread() const { return std::this_thread::get_id() == threadId_; }
     GMainContext* context() const { return state_->context; }
 
@@ -41,6 +43,7 @@ private:
     std::shared_ptr<State> state_;
     std::thread thread_;
     std::thread::id threadId_;
+    std::string startError_;
 };
 
 } // namespace icepunch

@@ -55,8 +55,9 @@ public:
 };
 
 struct Peer {
-    std::unique_ptr<Agent> agent;
+    // Declared first so it outlives the agent whose callbacks write to it.
     std::shared_ptr<Recorder> events = std::make_shared<Recorder>();
+    std::unique_ptr<Agent> agent;
     StreamId stream = 0;
 };
 

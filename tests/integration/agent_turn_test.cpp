@@ -13,23 +13,20 @@ using support::CoturnProcess;
 
 class AgentTurn : public ::testing::Test {
 protected:
-    static CoturnOptions withUser(const std::string& user, const std::string& pass)
-    {
+    static CoturnOptions withUser(const std::string& user, const std::string& pass) {
         CoturnOptions options;
         options.user = user;
         options.password = pass;
         return options;
     }
 
-    static CoturnOptions withSecret(const std::string& secret)
-    {
+    static CoturnOptions withSecret(const std::string& secret) {
         CoturnOptions options;
         options.staticAuthSecret = secret;
         return options;
     }
 
-    std::unique_ptr<CoturnProcess> startCoturn(CoturnOptions options)
-    {
+    std::unique_ptr<CoturnProcess> startCoturn(CoturnOptions options) {
         auto process = CoturnProcess::start(options);
         if (!process) {
             ADD_FAILURE() << "coturn did not start: " << process.error().message;
@@ -39,8 +36,7 @@ protected:
     }
 
     static TurnServer turnServer(const CoturnProcess& coturn, const std::string& user,
-                                 const std::string& pass, std::string_view transport = "")
-    {
+                                 const std::string& pass, std::string_view transport = "") {
         TurnServer server;
         server.uri = ServerUri::parse(coturn.uri("turn", transport)).value();
         server.username = user;
@@ -48,8 +44,7 @@ protected:
         return server;
     }
 
-    static const ServerStatus* findStatus(Recorder& events, bool turn)
-    {
+    static const ServerStatus* findStatus(Recorder& events, bool turn) {
         for (const auto& s : events.servers) {
             if (s.uri.isTurn() == turn) {
                 return &s;
@@ -59,8 +54,7 @@ protected:
     }
 };
 
-TEST_F(AgentTurn, StunServerAnswersAndNoRedundantSrflxOnLoopback)
-{
+TEST_F(AgentTurn, StunServerAnswersAndNoRedundantSrflxOnLoopback) {
     auto coturn = startCoturn(withUser("u", "p"));
     ASSERT_TRUE(coturn);
     auto config = loopbackConfig(Role::Controlling);
@@ -78,8 +72,7 @@ TEST_F(AgentTurn, StunServerAnswersAndNoRedundantSrflxOnLoopback)
     }
 }
 
-TEST_F(AgentTurn, RelayOnlyOverTurnUdpCarriesDataBothWays)
-{
+TEST_F(AgentTurn, RelayOnlyOverTurnUdpCarriesDataBothWays) {
     auto coturn = startCoturn(withUser("alice", "secret-pass"));
     ASSERT_TRUE(coturn);
     auto ca = loopbackConfig(Role::Controlling);
@@ -106,8 +99,7 @@ TEST_F(AgentTurn, RelayOnlyOverTurnUdpCarriesDataBothWays)
     EXPECT_TRUE(exchange(peers.b, peers.a, 2000, 500, 32, 20s)) << peers.a.events->received;
 }
 
-TEST_F(AgentTurn, RelayOnlyOverTurnTcp)
-{
+TEST_F(AgentTurn, RelayOnlyOverTurnTcp) {
     auto coturn = startCoturn(withUser("alice", "secret-pass"));
     ASSERT_TRUE(coturn);
     auto ca = loopbackConfig(Role::Controlling);
@@ -124,8 +116,7 @@ TEST_F(AgentTurn, RelayOnlyOverTurnTcp)
     EXPECT_TRUE(exchange(peers.b, peers.a, 500, 500, 32, 20s)) << peers.a.events->received;
 }
 
-TEST_F(AgentTurn, WrongPasswordGivesA401ErrorEventAndNoRelayWithinTheTimeout)
-{
+TEST_F(AgentTurn, WrongPasswordGivesA401ErrorEventAndNoRelayWithinTheTimeout) {
     auto coturn = startCoturn(withUser("alice", "right"));
     ASSERT_TRUE(coturn);
     auto config = loopbackConfig(Role::Controlling);
@@ -149,8 +140,7 @@ TEST_F(AgentTurn, WrongPasswordGivesA401ErrorEventAndNoRelayWithinTheTimeout)
     EXPECT_LE(elapsed, config.gatherTimeout + 2s);
 }
 
-TEST_F(AgentTurn, DeadServerEndsInAnErrorEventWithinTheTimeout)
-{
+TEST_F(AgentTurn, DeadServerEndsInAnErrorEventWithinTheTimeout) {
     // A port nobody listens on: the coturn is stopped before the agent gathers.
     auto coturn = startCoturn(withUser("alice", "right"));
     ASSERT_TRUE(coturn);
@@ -173,8 +163,7 @@ TEST_F(AgentTurn, DeadServerEndsInAnErrorEventWithinTheTimeout)
     EXPECT_FALSE(peers.a.events->candidates.empty());
 }
 
-TEST_F(AgentTurn, RestSharedSecretCredentialsAreAccepted)
-{
+TEST_F(AgentTurn, RestSharedSecretCredentialsAreAccepted) {
     auto coturn = startCoturn(withSecret("s3cr3t"));
     ASSERT_TRUE(coturn);
     auto ca = loopbackConfig(Role::Controlling);
@@ -194,8 +183,7 @@ TEST_F(AgentTurn, RestSharedSecretCredentialsAreAccepted)
     EXPECT_TRUE(exchange(peers.a, peers.b, 200, 100));
 }
 
-TEST_F(AgentTurn, WrongSharedSecretIsRefused)
-{
+TEST_F(AgentTurn, WrongSharedSecretIsRefused) {
     auto coturn = startCoturn(withSecret("s3cr3t"));
     ASSERT_TRUE(coturn);
     auto config = loopbackConfig(Role::Controlling);
@@ -213,8 +201,55 @@ TEST_F(AgentTurn, WrongSharedSecretIsRefused)
     EXPECT_EQ(turn->stunError, 401) << turn->message;
 }
 
-TEST_F(AgentTurn, MixedModeConnectsDirectlyWhileRelayIsGathered)
-{
+TEST_F(AgentTurn, RelayOnlyOverTurnTlsVerifiesTheCertificate) {
+    auto options = withUser("alice", "secret-pass");
+    options.tls = true;
+    auto coturn = startCoturn(options);
+    ASSERT_TRUE(coturn);
+    auto ca = loopbackConfig(Role::Controlling);
+    auto cb = loopbackConfig(Role::Controlled);
+    for (auto* c : {&ca, &cb}) {
+        TurnServer server;
+        server.uri = ServerUri::parse(coturn->uri("turns")).value();
+        server.username = "alice";
+        server.password = "secret-pass";
+        server.tls.caFile = coturn->caFile();
+        c->policy = CandidatePolicy::RelayOnly;
+        c->turnServers.push_back(server);
+    }
+    PeerPair peers(ca, cb);
+    peers.startTrickle();
+    ASSERT_TRUE(peers.waitConnected()) << coturn->logTail();
+    EXPECT_TRUE(peers.a.events->pair->isRelayed());
+    EXPECT_TRUE(exchange(peers.a, peers.b, 300, 300, 32, 20s));
+    EXPECT_TRUE(exchange(peers.b, peers.a, 300, 300, 32, 20s));
+}
+
+TEST_F(AgentTurn, UntrustedTurnTlsCertificateIsRefusedWithAClearError) {
+    auto options = withUser("alice", "secret-pass");
+    options.tls = true;
+    auto coturn = startCoturn(options);
+    ASSERT_TRUE(coturn);
+    auto config = loopbackConfig(Role::Controlling);
+    TurnServer server;
+    server.uri = ServerUri::parse(coturn->uri("turns")).value();
+    server.username = "alice";
+    server.password = "secret-pass"; // no CA file: the system store does not know this CA
+    config.turnServers.push_back(server);
+    PeerPair peers(config, loopbackConfig(Role::Controlled));
+    peers.a.agent->gather(peers.a.stream);
+    ASSERT_TRUE(peers.a.events->waitFor(
+        [&] { return peers.a.events->gatheringDone && !peers.a.events->servers.empty(); }, 15s));
+    const ServerStatus* turn = findStatus(*peers.a.events, true);
+    ASSERT_NE(turn, nullptr);
+    EXPECT_FALSE(turn->ok);
+    EXPECT_NE(turn->message.find("certificate"), std::string::npos) << turn->message;
+    for (const auto& c : peers.a.events->candidates) {
+        EXPECT_NE(c.type, CandidateType::Relayed) << c;
+    }
+}
+
+TEST_F(AgentTurn, MixedModeConnectsDirectlyWhileRelayIsGathered) {
     auto coturn = startCoturn(withUser("alice", "secret-pass"));
     ASSERT_TRUE(coturn);
     auto ca = loopbackConfig(Role::Controlling);

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <icepunch/result.hpp>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -13,6 +15,10 @@ public:
     struct Impl;
 
     static std::shared_ptr<EventLoop> create(const std::string& name = "icepunch");
+    // A loop whose thread lives in the named Linux network namespace (as made by `ip netns add`,
+    // /run/netns/<ns>): agents on it gather and send there. For labs and test tools; needs root.
+    static Result<std::shared_ptr<EventLoop>> createInNetworkNamespace(const std::string& ns,
+                                                                       const std::string& name);
     // The process's shared loop, made on first use and kept alive by whoever holds it.
     static std::shared_ptr<EventLoop> defaultLoop();
 
@@ -30,7 +36,7 @@ public:
     Impl& impl() { return *impl_; }
 
 private:
-    explicit EventLoop(const std::string& name);
+    explicit EventLoop(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };
 
