@@ -18,6 +18,14 @@ struct Command {
 const Command kCommands[] = {
     {"demo", icepunch::cli::runDemo,
      "two agents in this process connect through a coturn it starts on 127.0.0.1"},
+    {"connect", icepunch::cli::runConnect,
+     "connect to a peer over ICE (descriptions via files or stdio), then netcat, ping, bench"},
+    {"gather", icepunch::cli::runGather,
+     "gather candidates and report how each STUN/TURN server answered"},
+    {"turn-check", icepunch::cli::runTurnCheck,
+     "allocate twice on a TURN server and relay a payload both ways"},
+    {"nat", icepunch::cli::runNat,
+     "RFC 5780 NAT behaviour discovery: mapping, filtering, hairpinning, lifetime"},
 };
 
 void usage(FILE* out) {

@@ -1,0 +1,308 @@
+// The icepunch command-line tool, run as a user would, against coturn started per suite.
+
+#include "coturn_process.hpp"
+
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <memory>
+#include <sstream>
+#include <string>
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using icepunch::support::CoturnOptions;
+using icepunch::support::CoturnProcess;
+
+namespace {
+
+const std::string kUser = "cliuser";
+const std::string kPassword = "clipass";
+
+struct Outcome {
+    int status = -1;
+    std::string out, err;
+    long ms = 0;
+};
+
+std::string readFile(const std::string& path) {
+    std::ifstream in(path);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+// Runs `icepunch <args>` through /bin/sh with stdin from `input`; captures both streams.
+class Cli {
+public:
+    Cli() {
+        const char* bin = std::getenv("ICEPUNCH_CLI");
+        binary_ = bin ? bin : "icepunch";
+        char dir[] = "/tmp/icepunch-cli-test.XXXXXX";
+        dir_ = ::mkdtemp(dir);
+    }
+    ~Cli() { std::filesystem::remove_all(dir_); }
+
+    std::string path(const std::string& name) const { return dir_ + "/" + name; }
+
+    Outcome run(const std::string& args, const std::string& input = "",
+                const std::string& tag = "run") const {
+        std::string in = path(tag + ".in"), out = path(tag + ".out"), err = path(tag + ".err");
+        std::ofstream(in) << input;
+        std::string command =
+            "'" + binary_ + "' " + args + " <'" + in + "' >'" + out + "' 2>'" + err + "'";
+        auto start = Clock::now();
+        int raw = std::system(command.c_str());
+        Outcome r;
+        r.ms = static_cast<long>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
+        r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+        r.out = readFile(out);
+        r.err = readFile(err);
+        return r;
+    }
+
+private:
+    std::string binary_;
+    std::string dir_;
+};
+
+std::string describe(const Outcome& r) {
+    return "exit " + std::to_string(r.status) + "\nstdout:\n" + r.out + "\nstderr:\n" + r.err;
+}
+
+bool contains(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
+
+class CliTest : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        CoturnOptions o;
+        o.user = kUser;
+        o.password = kPassword;
+        o.tls = true;
+        o.extraArgs = {"--allow-loopback-peers"};
+        auto started = CoturnProcess::start(o);
+        ASSERT_TRUE(started) << started.error().message;
+        turn_ = std::move(*started).release();
+    }
+    static void TearDownTestSuite() {
+        delete turn_;
+        turn_ = nullptr;
+    }
+    void SetUp() override { ASSERT_NE(turn_, nullptr); }
+
+    static std::string creds() { return "--user " + kUser + " --pass " + kPassword; }
+
+    // Two connect processes through files; side B echoes, side A pipes `message` in.
+    void connectPair(const std::string& extra, const std::string& message, Outcome& a, Outcome& b) {
+        std::string files =
+            " --local-file " + cli_.path("a.sdp") + " --remote-file " + cli_.path("b.sdp");
+        std::string filesB =
+            " --local-file " + cli_.path("b.sdp") + " --remote-file " + cli_.path("a.sdp");
+        auto peer = std::async(std::launch::async, [&] {
+            return cli_.run("connect --role controlled --echo --json --timeout 20" + filesB + " " +
+                                extra,
+                            "", "b");
+        });
+        a = cli_.run("connect --role controlling --json --timeout 20" + files + " " + extra,
+                     message, "a");
+        b = peer.get();
+    }
+
+    static CoturnProcess* turn_;
+    Cli cli_;
+};
+
+CoturnProcess* CliTest::turn_ = nullptr;
+
+TEST_F(CliTest, UsageErrorsExitTwo) {
+    EXPECT_EQ(cli_.run("").status, 2);
+    EXPECT_EQ(cli_.run("no-such-command").status, 2);
+    auto r = cli_.run("connect --local-file x --remote-file y");
+    EXPECT_EQ(r.status, 2) << describe(r);
+    EXPECT_TRUE(contains(r.err, "--role")) << r.err;
+    r = cli_.run("gather --stun stun:bad:host:uri:");
+    EXPECT_EQ(r.status, 2) << describe(r);
+    EXPECT_TRUE(contains(r.err, "bad --stun URI")) << r.err;
+    EXPECT_EQ(cli_.run("gather --bogus").status, 2);
+    EXPECT_EQ(cli_.run("turn-check --turn turn:127.0.0.1:1").status, 2); // no credentials
+    EXPECT_EQ(cli_.run("nat").status, 2);
+    EXPECT_EQ(cli_.run("connect --role sideways --stdio").status, 2);
+    for (const char* command : {"connect", "gather", "turn-check", "nat"}) {
+        r = cli_.run(std::string(command) + " --help");
+        EXPECT_EQ(r.status, 0) << command;
+        EXPECT_TRUE(contains(r.out, "usage: icepunch")) << command;
+    }
+}
+
+TEST_F(CliTest, ConnectDirectEchoesThroughFiles) {
+    Outcome a, b;
+    connectPair("--interface 127.0.0.1", "hello over ice\n", a, b);
+    ASSERT_EQ(a.status, 0) << describe(a) << describe(b);
+    ASSERT_EQ(b.status, 0) << describe(b);
+    auto nl = a.out.find('\n');
+    ASSERT_NE(nl, std::string::npos) << a.out;
+    std::string json = a.out.substr(0, nl);
+    EXPECT_TRUE(json.starts_with("{\"connected\":true,\"ms_to_connected\":")) << json;
+    EXPECT_TRUE(contains(json, "\"local_type\":\"host\",\"remote_type\":\"host\"")) << json;
+    EXPECT_TRUE(contains(json, "\"local\":\"127.0.0.1:")) << json;
+    EXPECT_EQ(a.out.substr(nl + 1), "hello over ice\n");
+    EXPECT_TRUE(b.out.starts_with("{\"connected\":true,")) << b.out;
+    EXPECT_TRUE(contains(readFile(cli_.path("a.sdp")), "a=end-of-candidates\r\n"));
+}
+
+TEST_F(CliTest, ConnectRelayOnlyEchoes) {
+    Outcome a, b;
+    connectPair("--interface 127.0.0.1 --relay-only --turn " + turn_->uri("turn") + " " + creds(),
+                "relayed hello\n", a, b);
+    ASSERT_EQ(a.status, 0) << describe(a) << describe(b);
+    EXPECT_TRUE(contains(a.out, "\"local_type\":\"relay\"")) << a.out;
+    EXPECT_TRUE(contains(a.out, "\nrelayed hello\n")) << a.out;
+    EXPECT_EQ(b.status, 0) << describe(b);
+}
+
+TEST_F(CliTest, ConnectPingAndStdio) {
+    // Side B over --stdio: its description is fed by hand from side A's file.
+    std::string files =
+        " --local-file " + cli_.path("a.sdp") + " --remote-file " + cli_.path("b.sdp");
+    auto peer = std::async(std::launch::async, [&] {
+        return cli_.run("connect --role controlling --ping 3 --json --interface 127.0.0.1 "
+                        "--timeout 20" +
+                            files,
+                        "", "a");
+    });
+    // B reads A's description from stdin; a shell pipeline waits for A's file to appear.
+    std::string script = cli_.path("b.sh");
+    std::ofstream(script) << "i=0; while [ ! -f '" << cli_.path("a.sdp")
+                          << "' ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n"
+                          << "{ cat '" << cli_.path("a.sdp") << "'; sleep 3; } | \"$1\" connect "
+                          << "--role controlled --stdio --echo --interface 127.0.0.1 "
+                          << "--timeout 20 > '" << cli_.path("b.stdout") << "'\n"
+                          << "echo done\n";
+    // Our own B description goes to A's remote file from B's stdout, once complete.
+    std::string mover = "i=0; while ! grep -q end-of-candidates '" + cli_.path("b.stdout") +
+                        "' 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; cp '" +
+                        cli_.path("b.stdout") + "' '" + cli_.path("b.tmp") + "' && mv '" +
+                        cli_.path("b.tmp") + "' '" + cli_.path("b.sdp") + "'";
+    auto move = std::async(std::launch::async, [&] { return std::system(mover.c_str()); });
+    const char* bin = std::getenv("ICEPUNCH_CLI");
+    int rc =
+        std::system(("sh '" + script + "' '" + std::string(bin ? bin : "icepunch") + "'").c_str());
+    move.get();
+    Outcome a = peer.get();
+    EXPECT_EQ(WEXITSTATUS(rc), 0);
+    ASSERT_EQ(a.status, 0) << describe(a);
+    EXPECT_TRUE(contains(a.out, "\"connected\":true")) << a.out;
+    EXPECT_TRUE(contains(a.out, "{\"pings\":3,\"answered\":3,\"rtt_min_ms\":")) << a.out;
+    EXPECT_TRUE(readFile(cli_.path("b.stdout")).starts_with("a=ice-ufrag:"));
+}
+
+TEST_F(CliTest, GatherReportsCandidatesAndServers) {
+    auto r = cli_.run("gather --interface 127.0.0.1 --stun " + turn_->uri("stun") + " --turn " +
+                      turn_->uri("turn") + " " + creds());
+    ASSERT_EQ(r.status, 0) << describe(r);
+    EXPECT_TRUE(contains(r.out, "host ")) << r.out;
+    EXPECT_TRUE(contains(r.out, "relay")) << r.out;
+    EXPECT_TRUE(contains(r.out, "server " + turn_->uri("turn") + ": reachable")) << r.out;
+    EXPECT_TRUE(contains(r.out, "server " + turn_->uri("stun") + ": reachable")) << r.out;
+
+    r = cli_.run("gather --json --interface 127.0.0.1 --turn " + turn_->uri("turn") + " " +
+                 creds());
+    ASSERT_EQ(r.status, 0) << describe(r);
+    EXPECT_TRUE(contains(r.out, "{\"event\":\"candidate\",")) << r.out;
+    EXPECT_TRUE(contains(r.out, "\"type\":\"relay\"")) << r.out;
+    EXPECT_TRUE(
+        contains(r.out, "{\"event\":\"server\",\"uri\":\"" + turn_->uri("turn") + "\",\"ok\":true"))
+        << r.out;
+}
+
+TEST_F(CliTest, GatherWrongPasswordSays401) {
+    auto r = cli_.run("gather --interface 127.0.0.1 --turn " + turn_->uri("turn") + " --user " +
+                      kUser + " --pass wrong");
+    EXPECT_EQ(r.status, 1) << describe(r);
+    EXPECT_TRUE(contains(r.out, "FAILED, 401 Unauthorized")) << r.out;
+}
+
+TEST_F(CliTest, GatherDeadServerFailsWithinTimeout) {
+    CoturnOptions o;
+    o.stunOnly = true;
+    auto dead = CoturnProcess::start(o);
+    ASSERT_TRUE(dead) << dead.error().message;
+    std::string uri = (*dead)->uri("stun");
+    (*dead)->stop();
+    auto r = cli_.run("gather --interface 127.0.0.1 --timeout 1.5 --stun " + uri);
+    EXPECT_EQ(r.status, 1) << describe(r);
+    EXPECT_TRUE(contains(r.out, "server " + uri + ": FAILED")) << r.out;
+    EXPECT_LT(r.ms, 4500) << describe(r);
+}
+
+TEST_F(CliTest, TurnCheckUdpTcpTls) {
+    for (const std::string& uri :
+         {turn_->uri("turn"), turn_->uri("turn", "tcp"), turn_->uri("turns")}) {
+        auto r = cli_.run("turn-check --turn " + uri + " " + creds() + " --ca " + turn_->caFile() +
+                          " --timeout 5");
+        EXPECT_EQ(r.status, 0) << uri << "\n" << describe(r);
+        EXPECT_TRUE(contains(r.out, "relayed both ways")) << r.out;
+        EXPECT_TRUE(contains(r.out, "relayed address   127.0.0.1:")) << r.out;
+        EXPECT_TRUE(contains(r.out, "RTT via relay")) << r.out;
+
+        r = cli_.run("turn-check --json --turn " + uri + " --user " + kUser +
+                     " --pass wrong --ca " + turn_->caFile() + " --timeout 5");
+        EXPECT_EQ(r.status, 1) << uri << "\n" << describe(r);
+        EXPECT_TRUE(contains(r.out, "{\"ok\":false")) << r.out;
+        EXPECT_TRUE(contains(r.err, "401 Unauthorized")) << r.err;
+    }
+}
+
+TEST_F(CliTest, TurnCheckTlsUntrustedCertificate) {
+    // Without --ca the system store does not know the generated CA.
+    auto r = cli_.run("turn-check --turn " + turn_->uri("turns") + " " + creds() + " --timeout 5");
+    EXPECT_EQ(r.status, 1) << describe(r);
+    EXPECT_TRUE(contains(r.err, "certificate")) << r.err;
+}
+
+TEST_F(CliTest, NatOnLoopbackIsOpenInternet) {
+    CoturnOptions o;
+    o.stunOnly = true;
+    o.altListenAddress = "127.0.0.2";
+    auto stun = CoturnProcess::start(o);
+    ASSERT_TRUE(stun) << stun.error().message;
+    auto r = cli_.run("nat --json --server " + (*stun)->uri("stun"));
+    ASSERT_EQ(r.status, 0) << describe(r);
+    EXPECT_TRUE(contains(r.out, "\"behind_nat\":false,\"rfc5780\":true")) << r.out;
+    EXPECT_TRUE(contains(r.out, "\"other\":\"127.0.0.2:")) << r.out;
+    EXPECT_TRUE(contains(r.out, "\"mapping\":\"endpoint-independent\"")) << r.out;
+    EXPECT_TRUE(contains(r.out, "\"filtering\":\"endpoint-independent\"")) << r.out;
+    EXPECT_TRUE(contains(r.out, "\"nat_type\":\"open internet\"")) << r.out;
+
+    // Without RFC 5780 it says so and still reports the mapped address.
+    r = cli_.run("nat --server " + turn_->uri("stun"));
+    ASSERT_EQ(r.status, 0) << describe(r);
+    EXPECT_TRUE(contains(r.out, "no OTHER-ADDRESS")) << r.out;
+    EXPECT_TRUE(contains(r.out, "behind NAT      no")) << r.out;
+}
+
+TEST_F(CliTest, NatWithoutAnswerIsUdpBlocked) {
+    CoturnOptions o;
+    o.stunOnly = true;
+    auto dead = CoturnProcess::start(o);
+    ASSERT_TRUE(dead) << dead.error().message;
+    std::string uri = (*dead)->uri("stun");
+    (*dead)->stop();
+    auto r = cli_.run("nat --timeout 0.5 --server " + uri);
+    EXPECT_EQ(r.status, 1) << describe(r);
+    EXPECT_TRUE(contains(r.out, "UDP blocked")) << r.out;
+    EXPECT_LT(r.ms, 3000);
+}
+
+} // namespace
