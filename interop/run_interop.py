@@ -1,0 +1,382 @@
+#!/usr/bin/env python3
+"""Run each external ICE peer against another program with the same file contract.
+
+Default counterpart: `icepunch connect` (--icepunch PATH). Without it (or with
+--against PEER) the peers are paired with each other. For every peer and both
+counterpart roles it tries the host path (--interface 127.0.0.1) and the relayed path
+(both --relay-only through a coturn started here on loopback), checks both sides
+connected and that 20 lines sent by the controlling side come back from the
+controlled side (--echo). Writes a Markdown table to RESULTS.md and prints it.
+
+Exit status: 0 all ran pairs passed, 1 any failure, 77 (meson: skipped) nothing ran.
+Standard library only; all traffic stays on 127.0.0.1.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+LINES = 20
+TURN_USER, TURN_PASS, TURN_REALM = "u", "p", "interop.test"
+
+
+# ---------------------------------------------------------------- peers
+
+def find_libnice_peer(explicit):
+    cands = [explicit] if explicit else []
+    for b in sorted(os.listdir(ROOT)):
+        if b.startswith("build"):
+            cands.append(os.path.join(ROOT, b, "interop", "libnice-peer"))
+    for c in cands:
+        if c and os.access(c, os.X_OK):
+            return c
+    return None
+
+
+def peer_command(name, args):
+    """(argv prefix, None) when the peer can run here, else (None, reason)."""
+    if name == "aioice":
+        py = "/usr/bin/python3"
+        if not os.access(py, os.X_OK):
+            return None, "/usr/bin/python3 missing"
+        r = subprocess.run([py, "-c", "import aioice"], capture_output=True)
+        if r.returncode != 0:
+            return None, "aioice not importable (run interop/setup.sh)"
+        return [py, os.path.join(HERE, "aioice", "peer.py")], None
+    if name == "werift":
+        node = shutil.which("node")
+        if not node:
+            return None, "node missing"
+        if not os.path.isdir(os.path.join(HERE, "werift", "node_modules", "werift-ice")):
+            return None, "interop/werift/node_modules absent (run interop/setup.sh)"
+        return [node, os.path.join(HERE, "werift", "peer.mjs")], None
+    if name == "libnice":
+        exe = find_libnice_peer(args.libnice_peer)
+        if not exe:
+            return None, "libnice-peer not built"
+        return [exe], None
+    if name == "icepunch":
+        exe = args.icepunch
+        if not exe or not os.access(exe, os.X_OK):
+            return None, "icepunch CLI not found"
+        r = subprocess.run([exe, "connect", "--help"], capture_output=True, timeout=10)
+        if r.returncode != 0:
+            return None, "icepunch has no connect subcommand"
+        return [exe, "connect"], None
+    return None, "unknown peer %r" % name
+
+
+# ---------------------------------------------------------------- TURN server
+
+def free_port():
+    """A port free for both UDP and TCP on 127.0.0.1."""
+    for _ in range(50):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(("127.0.0.1", 0))
+        port = u.getsockname()[1]
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            t.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            u.close()
+            t.close()
+    raise RuntimeError("no free port")
+
+
+def free_window(size=100):
+    for _ in range(50):
+        base = random.randrange(20000, 60000 - size)
+        socks = []
+        try:
+            for p in range(base, base + size):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base, base + size - 1
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free relay port window")
+
+
+def stun_binding_ok(port, timeout=0.2):
+    txid = os.urandom(12)
+    req = struct.pack("!HHI", 0x0001, 0, 0x2112A442) + txid
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.settimeout(timeout)
+        s.sendto(req, ("127.0.0.1", port))
+        data, _ = s.recvfrom(2048)
+        return len(data) >= 20 and data[0:2] == b"\x01\x01" and data[8:20] == txid
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class Turn:
+    def __init__(self, workdir):
+        self.dir = workdir
+        self.proc = None
+        self.port = None
+        self.log = os.path.join(workdir, "turnserver.log")
+
+    def start(self):
+        exe = shutil.which("turnserver")
+        if not exe:
+            raise RuntimeError("turnserver (coturn) not installed")
+        self.port = free_port()
+        lo, hi = free_window()
+        cmd = [exe, "-n", "--no-cli", "--log-file=stdout", "--allow-loopback-peers",
+               "-L", "127.0.0.1", "--relay-ip=127.0.0.1", "-p", str(self.port),
+               "--min-port=%d" % lo, "--max-port=%d" % hi,
+               "--db=%s" % os.path.join(self.dir, "turndb"),
+               "--pidfile=%s" % os.path.join(self.dir, "turnserver.pid"),
+               "--lt-cred-mech", "--user=%s:%s" % (TURN_USER, TURN_PASS),
+               "--realm=%s" % TURN_REALM, "--no-tls", "--no-dtls"]
+        self.proc = subprocess.Popen(cmd, stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        until = time.monotonic() + 15
+        while time.monotonic() < until:
+            if self.proc.poll() is not None:
+                raise RuntimeError("turnserver exited (%s); see %s" % (self.proc.returncode, self.log))
+            if stun_binding_ok(self.port):
+                return
+        raise RuntimeError("turnserver did not answer STUN on port %d" % self.port)
+
+    def url(self):
+        return "turn:127.0.0.1:%d?transport=udp" % self.port
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()  # by PID: only the process we started
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# ---------------------------------------------------------------- one pair
+
+class Side:
+    def __init__(self, name, argv, log_prefix, stdin_pipe):
+        self.name = name
+        self.err = open(log_prefix + ".stderr", "w")
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.err,
+                                     stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL)
+        self.lines = []
+        self.cond = threading.Condition()
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            with self.cond:
+                self.lines.append(raw.decode("utf-8", "replace").rstrip("\r\n"))
+                self.cond.notify_all()
+        with self.cond:
+            self.cond.notify_all()
+
+    def result(self):
+        for l in self.lines:
+            if l.startswith("{"):
+                try:
+                    return json.loads(l)
+                except ValueError:
+                    pass
+        return None
+
+    def wait(self, until):
+        try:
+            self.proc.wait(max(0.1, until - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # by PID: only the process we started
+            self.proc.wait()
+        self.t.join(2)
+        self.err.close()
+        return self.proc.returncode
+
+
+def run_pair(ctl_name, ctl_cmd, ctd_name, ctd_cmd, path, turn, workdir, pair_timeout):
+    """Controlling side sends LINES lines; controlled side echoes."""
+    tag = "%s-ctl_%s-ctd_%s" % (path, ctl_name, ctd_name)
+    d = os.path.join(workdir, tag)
+    os.makedirs(d)
+    fa, fb = os.path.join(d, "controlling.desc"), os.path.join(d, "controlled.desc")
+    common = ["--json", "--timeout", str(pair_timeout), "--interface", "127.0.0.1"]
+    if path == "relay":
+        common += ["--turn", turn.url(), "--user", TURN_USER, "--pass", TURN_PASS, "--relay-only"]
+    start = time.monotonic()
+    hard = start + pair_timeout + 5
+    ctd = Side(ctd_name, ctd_cmd + ["--role", "controlled", "--local-file", fb, "--remote-file", fa,
+                                    "--echo"] + common, os.path.join(d, "controlled"), False)
+    ctl = Side(ctl_name, ctl_cmd + ["--role", "controlling", "--local-file", fa, "--remote-file", fb]
+               + common, os.path.join(d, "controlling"), True)
+    expected = ["interop line %02d %s" % (i, "x" * i) for i in range(LINES)]
+    try:
+        ctl.proc.stdin.write("".join(l + "\n" for l in expected).encode())
+        ctl.proc.stdin.flush()
+    except OSError:
+        pass
+    # Keep stdin open until every line is back (or the pair's time is up), then close it.
+    with ctl.cond:
+        ctl.cond.wait_for(lambda: sum(1 for l in ctl.lines if l in expected) >= LINES
+                          or ctl.proc.poll() is not None, max(0.1, start + pair_timeout - time.monotonic()))
+    try:
+        ctl.proc.stdin.close()
+    except OSError:
+        pass
+    rc_ctl = ctl.wait(hard)
+    rc_ctd = ctd.wait(hard)
+    got = [l for l in ctl.lines if l in expected]
+    r_ctl, r_ctd = ctl.result() or {}, ctd.result() or {}
+    ok_conn = bool(r_ctl.get("connected")) and bool(r_ctd.get("connected"))
+    if path == "relay" and ok_conn:
+        ok_conn = r_ctl.get("local_type") == "relay" and r_ctd.get("local_type") == "relay"
+    echoed = len(set(got))
+    ok = ok_conn and echoed == LINES and rc_ctl == 0 and rc_ctd == 0
+    return {"ctl": r_ctl, "ctd": r_ctd, "rc_ctl": rc_ctl, "rc_ctd": rc_ctd, "echoed": echoed,
+            "ok": ok, "dir": d, "secs": time.monotonic() - start}
+
+
+# ---------------------------------------------------------------- main
+
+def fmt_side(r):
+    if not r:
+        return "no result"
+    if not r.get("connected"):
+        return "no (%s)" % str(r.get("error", "?"))[:60]
+    return "yes %d ms %s→%s" % (r.get("ms_to_connected", -1), r.get("local_type"), r.get("remote_type"))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--icepunch", help="icepunch CLI (with a connect subcommand): the counterpart")
+    ap.add_argument("--against", help="counterpart peer name instead of icepunch (aioice, werift, libnice)")
+    ap.add_argument("--peers", default="aioice,werift,libnice")
+    ap.add_argument("--paths", default="host,relay")
+    ap.add_argument("--libnice-peer", help="path of the built libnice-peer executable")
+    ap.add_argument("--pair-timeout", type=float, default=20.0)
+    ap.add_argument("--results", default=os.path.join(HERE, "RESULTS.md"))
+    ap.add_argument("--keep", action="store_true", help="keep the work directory with the logs")
+    args = ap.parse_args()
+
+    peers = [p for p in args.peers.split(",") if p]
+    paths = [p for p in args.paths.split(",") if p]
+    available, skipped = {}, {}
+    for p in peers:
+        cmd, why = peer_command(p, args)
+        if cmd:
+            available[p] = cmd
+        else:
+            skipped[p] = why
+
+    counterpart = None
+    if args.against:
+        counterpart = args.against
+    elif args.icepunch:
+        counterpart = "icepunch"
+    cp_cmd = None
+    if counterpart:
+        cp_cmd, why = peer_command(counterpart, args)
+        if not cp_cmd:
+            print("counterpart %s unavailable: %s" % (counterpart, why), file=sys.stderr)
+            if counterpart == "icepunch" and not args.against:
+                print("falling back to pairing the peers with each other", file=sys.stderr)
+                counterpart = None
+            else:
+                return 1
+
+    jobs = []  # (peer, counterpart name, counterpart cmd)
+    names = [p for p in peers if p in available]
+    for i, p in enumerate(names):
+        if counterpart:
+            if counterpart != p:
+                jobs.append((p, counterpart, cp_cmd))
+        elif len(names) > 1:
+            q = names[(i + 1) % len(names)]
+            jobs.append((p, q, available[q]))
+        else:
+            skipped[p] = "no counterpart (no --icepunch, no other peer)"
+
+    workdir = tempfile.mkdtemp(prefix="icepunch-interop-")
+    turn = None
+    rows, failures = [], 0
+    try:
+        if "relay" in paths and jobs:
+            turn = Turn(workdir)
+            try:
+                turn.start()
+            except RuntimeError as exc:
+                print("relay path unavailable: %s" % exc, file=sys.stderr)
+                failures += 1
+                paths = [p for p in paths if p != "relay"]
+        for peer, cp, cmd in jobs:
+            for cp_role in ("controlled", "controlling"):
+                for path in paths:
+                    if cp_role == "controlled":
+                        r = run_pair(peer, available[peer], cp, cmd, path, turn, workdir, args.pair_timeout)
+                        rp, rc_ = r["ctl"], r["ctd"]
+                    else:
+                        r = run_pair(cp, cmd, peer, available[peer], path, turn, workdir, args.pair_timeout)
+                        rp, rc_ = r["ctd"], r["ctl"]
+                    status = "PASS" if r["ok"] else "FAIL"
+                    failures += 0 if r["ok"] else 1
+                    rows.append([peer, cp, cp_role, path, fmt_side(rp), fmt_side(rc_),
+                                 "%d/%d" % (r["echoed"], LINES), status])
+                    print("%s %s vs %s (%s %s) in %.1f s" % (status, peer, cp, cp, cp_role, r["secs"]),
+                          file=sys.stderr)
+                    if not r["ok"]:
+                        print("  logs: %s (rc controlling %s, controlled %s)" % (r["dir"], r["rc_ctl"], r["rc_ctd"]),
+                              file=sys.stderr)
+                        args.keep = True
+    finally:
+        if turn:
+            turn.stop()
+
+    head = ["peer", "counterpart", "counterpart role", "path", "peer connected",
+            "counterpart connected", "echoed", "result"]
+    out = ["# Interop results", "",
+           "Generated by `interop/run_interop.py` on %s. The controlling side sends %d lines, the "
+           "controlled side echoes them (`--echo`). `yes N ms A→B`: connected after N ms, "
+           "selected pair local type A, remote type B." % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), LINES), "",
+           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    for p, why in skipped.items():
+        out.append("| %s | — | — | — | — | — | — | SKIPPED: %s |" % (p, why))
+    text = "\n".join(out) + "\n"
+    try:
+        with open(args.results, "w") as f:
+            f.write(text)
+    except OSError as exc:
+        print("cannot write %s: %s" % (args.results, exc), file=sys.stderr)
+    print(text)
+    if args.keep:
+        print("work directory kept: %s" % workdir, file=sys.stderr)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if failures:
+        return 1
+    if not rows:
+        return 77
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
