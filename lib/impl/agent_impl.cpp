@@ -204,6 +204,14 @@ Result<StreamId> Agent::Impl::addStream(unsigned components) {
     return id;
 }
 
+size_t Agent::Impl::stunProbedFrom() const {
+    bool turnUdp = std::any_of(
+        config_.turnServers.begin(), config_.turnServers.end(), [](const TurnServer& t) {
+            return t.uri.scheme == UriScheme::Turn && t.uri.effectiveTransport() == Transport::Udp;
+        });
+    return turnUdp ? 0 : 1;
+}
+
 Agent::Impl::Stream* Agent::Impl::findStream(StreamId id) {
     auto it = streams_.find(id);
     return it == streams_.end() ? nullptr : &it->second;
@@ -265,6 +273,7 @@ Status Agent::Impl::gather(StreamId id) {
             bridges_.push_back(std::move(*bridge));
         }
         auto creds = turn.credentials();
+        stream->relayOrder.push_back(i);
         for (unsigned c = 1; c <= stream->components.size(); ++c) {
             nice_agent_set_relay_info(agent_, id, c, relayIp.c_str(), relayPort,
                                       creds.username.c_str(), creds.password.c_str(), type);
@@ -277,12 +286,12 @@ Status Agent::Impl::gather(StreamId id) {
     stream->gatherTimer =
         startTimer(loop_->impl().context(), config_.gatherTimeout, weak_from_this(),
                    [id](Impl& impl) { impl.onGatherTimeout(id); });
-    // libnice's STUN server beyond the first is not used for candidates: probe it for a status.
-    for (size_t i = 1; i < stream->servers.size(); ++i) {
+    // STUN servers beyond the first are not used by libnice: probe them for a status. With a
+    // TURN/UDP server the srflx may come from its Allocate instead, so probe the first one too.
+    for (size_t i = stunProbedFrom(); i < stream->servers.size(); ++i) {
         if (stream->servers[i].isTurn || stream->servers[i].reported) {
             continue;
         }
-        // Only the first STUN server is given to libnice.
         const ServerUri uri = stream->servers[i].status.uri;
         auto ip = impl::resolveHost(uri.host, config_.ipv4, config_.ipv6);
         if (!ip) {
@@ -327,6 +336,13 @@ void Agent::Impl::reportServer(StreamId id, size_t slotIndex, ServerStatus statu
             callbacks_.serverStatus(id, status);
         }
     });
+    // Every server has answered: nothing more is coming, so end gathering now rather than wait
+    // for libnice, which may hold on to a dropped STUN transaction for seconds.
+    bool allReported = std::all_of(stream->servers.begin(), stream->servers.end(),
+                                   [](const ServerSlot& s) { return s.reported; });
+    if (allReported && stream->gatherStarted && stream->components.size() == 1) {
+        finishGathering(id);
+    }
 }
 
 void Agent::Impl::onNewCandidate(NiceCandidate* nc) {
@@ -337,26 +353,19 @@ void Agent::Impl::onNewCandidate(NiceCandidate* nc) {
     Candidate candidate = impl::fromNice(*nc);
     auto elapsed =
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - stream->gatherStart);
-    if (candidate.type == CandidateType::ServerReflexive) {
-        for (size_t i = 0; i < stream->servers.size(); ++i) {
+    // Which server produced it: srflx comes from the first STUN server (the one libnice uses) or
+    // a TURN/UDP Allocate; a relay's priority carries its server's position in the relay list.
+    std::optional<size_t> slot;
+    if (candidate.type == CandidateType::ServerReflexive && stunProbedFrom() == 1) {
+        for (size_t i = 0; i < stream->servers.size() && !slot; ++i) {
             if (!stream->servers[i].isTurn) {
-                reportServer(
-                    nc->stream_id, i,
-                    {stream->servers[i].status.uri, true, elapsed, 0, "reachable", candidate});
-                break; // the srflx comes from the first STUN server, the one libnice uses
+                slot = i;
             }
         }
     } else if (candidate.type == CandidateType::Relayed && candidate.component == 1) {
-        ++stream->relayCandidates;
-        size_t turnCount = config_.turnServers.size();
-        if (turnCount == 1) {
-            for (size_t i = 0; i < stream->servers.size(); ++i) {
-                if (stream->servers[i].isTurn) {
-                    reportServer(nc->stream_id, i,
-                                 {stream->servers[i].status.uri, true, elapsed, 0,
-                                  "relay allocated", candidate});
-                }
-            }
+        size_t position = (candidate.priority >> 14) & 7;
+        if (position < stream->relayOrder.size()) {
+            slot = stream->relayOrder[position];
         }
     }
     stream->localCandidates.push_back(candidate);
@@ -366,6 +375,12 @@ void Agent::Impl::onNewCandidate(NiceCandidate* nc) {
             callbacks_.localCandidate(id, candidate);
         }
     });
+    if (slot) {
+        bool isTurn = stream->servers[*slot].isTurn;
+        reportServer(id, *slot,
+                     {stream->servers[*slot].status.uri, true, elapsed, 0,
+                      isTurn ? "relay allocated" : "reachable", candidate});
+    }
 }
 
 void Agent::Impl::onGatheringDone(StreamId id) {

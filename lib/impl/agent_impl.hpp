@@ -56,7 +56,7 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
         bool gatherStarted = false;
         bool gatheringDone = false;
         bool remoteSet = false;
-        size_t relayCandidates = 0;
+        std::vector<size_t> relayOrder; // server slot of each relay given to libnice, in order
         Clock::time_point gatherStart;
         GSource* gatherTimer = nullptr;
         GSource* connectTimer = nullptr;
@@ -91,6 +91,8 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     void setComponentState(StreamId id, ComponentId component, ComponentState state);
     void startConnectTimer(StreamId id);
     Stream* findStream(StreamId id);
+    // Index of the first STUN server whose status comes from a probe rather than a srflx.
+    size_t stunProbedFrom() const;
 
     // Queues a user callback; delivered in order on the loop thread or the executor.
     void emit(std::function<void()> event);
