@@ -16,6 +16,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -103,20 +104,31 @@ protected:
 
     static std::string creds() { return "--user " + kUser + " --pass " + kPassword; }
 
-    // Two connect processes through files; side B echoes, side A pipes `message` in.
-    void connectPair(const std::string& extra, const std::string& message, Outcome& a, Outcome& b) {
+    // Two connect processes through files; side B echoes (started `echoDelay` after A when
+    // given), side A pipes `message` in (and takes `extraA` too). B ends 2 s after the last
+    // datagram.
+    void connectPair(const std::string& extra, const std::string& message, Outcome& a, Outcome& b,
+                     std::chrono::milliseconds echoDelay = 0ms, const std::string& extraA = "") {
         std::string files =
             " --local-file " + cli_.path("a.sdp") + " --remote-file " + cli_.path("b.sdp");
         std::string filesB =
             " --local-file " + cli_.path("b.sdp") + " --remote-file " + cli_.path("a.sdp");
         auto peer = std::async(std::launch::async, [&] {
-            return cli_.run("connect --role controlled --echo --json --timeout 20" + filesB + " " +
-                                extra,
+            std::this_thread::sleep_for(echoDelay);
+            return cli_.run("connect --role controlled --echo --idle 2 --json --timeout 20" +
+                                filesB + " " + extra,
                             "", "b");
         });
-        a = cli_.run("connect --role controlling --json --timeout 20" + files + " " + extra,
+        a = cli_.run("connect --role controlling --json --timeout 20" + files + " " + extra + " " +
+                         extraA,
                      message, "a");
         b = peer.get();
+    }
+
+    // What side A wrote after its result line.
+    static std::string dataAfterResultLine(const Outcome& a) {
+        auto nl = a.out.find('\n');
+        return nl == std::string::npos ? std::string() : a.out.substr(nl + 1);
     }
 
     static CoturnProcess* turn_;
@@ -146,8 +158,13 @@ TEST_F(CliTest, UsageErrorsExitTwo) {
 }
 
 TEST_F(CliTest, ConnectDirectEchoesThroughFiles) {
+    // Raw datagrams: every line (with its "\n") goes out as one, a line longer than 1200 bytes
+    // in 1200-byte pieces, an unterminated last line as it is; the echo brings back the bytes.
+    std::string longLine(3000, 'L');
+    longLine += "\n";
+    std::string message = "hello over ice\n\nsecond line\r\n" + longLine + "no newline at the end";
     Outcome a, b;
-    connectPair("--interface 127.0.0.1", "hello over ice\n", a, b);
+    connectPair("--interface 127.0.0.1", message, a, b);
     ASSERT_EQ(a.status, 0) << describe(a) << describe(b);
     ASSERT_EQ(b.status, 0) << describe(b);
     auto nl = a.out.find('\n');
@@ -156,9 +173,25 @@ TEST_F(CliTest, ConnectDirectEchoesThroughFiles) {
     EXPECT_TRUE(json.starts_with("{\"connected\":true,\"ms_to_connected\":")) << json;
     EXPECT_TRUE(contains(json, "\"local_type\":\"host\",\"remote_type\":\"host\"")) << json;
     EXPECT_TRUE(contains(json, "\"local\":\"127.0.0.1:")) << json;
-    EXPECT_EQ(a.out.substr(nl + 1), "hello over ice\n");
+    EXPECT_EQ(dataAfterResultLine(a), message);
+    // The echo side writes its result line and nothing else.
     EXPECT_TRUE(b.out.starts_with("{\"connected\":true,")) << b.out;
+    EXPECT_EQ(b.out.find('\n'), b.out.size() - 1) << b.out;
     EXPECT_TRUE(contains(readFile(cli_.path("a.sdp")), "a=end-of-candidates\r\n"));
+}
+
+TEST_F(CliTest, ConnectEchoSideStartedLaterLosesNothing) {
+    // A is connected and sends at once; B, started 1.5 s later, may get the datagrams before it
+    // is connected itself: it queues them and echoes them all once it is.
+    std::string message;
+    for (int i = 0; i < 100; ++i)
+        message += "datagram " + std::to_string(i) + "\n";
+    Outcome a, b;
+    connectPair("--interface 127.0.0.1", message, a, b, 1500ms);
+    ASSERT_EQ(a.status, 0) << describe(a) << describe(b);
+    ASSERT_EQ(b.status, 0) << describe(b);
+    EXPECT_GE(a.ms, 1500) << describe(a);
+    EXPECT_EQ(dataAfterResultLine(a), message) << describe(a);
 }
 
 TEST_F(CliTest, ConnectRelayOnlyEchoes) {
@@ -167,8 +200,21 @@ TEST_F(CliTest, ConnectRelayOnlyEchoes) {
                 "relayed hello\n", a, b);
     ASSERT_EQ(a.status, 0) << describe(a) << describe(b);
     EXPECT_TRUE(contains(a.out, "\"local_type\":\"relay\"")) << a.out;
-    EXPECT_TRUE(contains(a.out, "\nrelayed hello\n")) << a.out;
+    EXPECT_EQ(dataAfterResultLine(a), "relayed hello\n") << a.out;
     EXPECT_EQ(b.status, 0) << describe(b);
+}
+
+TEST_F(CliTest, ConnectBenchAgainstEcho) {
+    Outcome a, b;
+    connectPair("--interface 127.0.0.1", "", a, b, 0ms, "--bench 1");
+    ASSERT_EQ(a.status, 0) << describe(a) << describe(b);
+    EXPECT_EQ(b.status, 0) << describe(b);
+    std::string result = dataAfterResultLine(a);
+    EXPECT_TRUE(result.starts_with("{\"seconds\":")) << a.out;
+    EXPECT_TRUE(contains(result, "\"up_bytes_per_s\":")) << a.out;
+    EXPECT_TRUE(contains(result, "\"down_bytes_per_s\":")) << a.out;
+    EXPECT_TRUE(contains(result, "\"loss_pct\":")) << a.out;
+    EXPECT_FALSE(contains(result, "\"echoed\":0,")) << a.out;
 }
 
 TEST_F(CliTest, ConnectPingAndStdio) {
@@ -186,7 +232,7 @@ TEST_F(CliTest, ConnectPingAndStdio) {
     std::ofstream(script) << "i=0; while [ ! -f '" << cli_.path("a.sdp")
                           << "' ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n"
                           << "{ cat '" << cli_.path("a.sdp") << "'; sleep 3; } | \"$1\" connect "
-                          << "--role controlled --stdio --echo --interface 127.0.0.1 "
+                          << "--role controlled --stdio --echo --idle 1 --interface 127.0.0.1 "
                           << "--timeout 20 > '" << cli_.path("b.stdout") << "'\n"
                           << "echo done\n";
     // Our own B description goes to A's remote file from B's stdout, once complete.
@@ -203,7 +249,7 @@ TEST_F(CliTest, ConnectPingAndStdio) {
     EXPECT_EQ(WEXITSTATUS(rc), 0);
     ASSERT_EQ(a.status, 0) << describe(a);
     EXPECT_TRUE(contains(a.out, "\"connected\":true")) << a.out;
-    EXPECT_TRUE(contains(a.out, "{\"pings\":3,\"answered\":3,\"rtt_min_ms\":")) << a.out;
+    EXPECT_TRUE(contains(a.out, "{\"pings\":3,\"answered\":3,\"lost\":0,\"rtt_min_ms\":")) << a.out;
     EXPECT_TRUE(readFile(cli_.path("b.stdout")).starts_with("a=ice-ufrag:"));
 }
 

@@ -1,5 +1,7 @@
 // icepunch connect: one ICE agent; descriptions are exchanged through files or stdin/stdout,
-// then the connection carries stdin/stdout (netcat over ICE), an echo, pings or a benchmark.
+// then the connection carries raw datagrams: stdin lines out and datagrams to stdout (netcat over
+// ICE), an echo, pings or a benchmark. No framing, so any ICE implementation that sends and echoes
+// raw datagrams (interop/) can be the peer.
 #include "commands.hpp"
 #include "options.hpp"
 
@@ -13,15 +15,19 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -38,10 +44,14 @@ const char* const kHelp =
     "\n"
     "Gathers candidates, hands its ICE description (RFC 8839 a= lines, a=end-of-candidates\n"
     "last) to the peer, reads the peer's, connects and reports the selected pair. Then it\n"
-    "is netcat over ICE: stdin goes to the peer, what arrives goes to stdout; it exits once\n"
-    "stdin has closed and the peer has said it is done too (or on --timeout). Data travels as\n"
-    "UDP datagrams (up to 1000 bytes of stdin each), without retransmission. Both ends must\n"
-    "be icepunch connect.\n"
+    "carries raw UDP datagrams, without framing or retransmission, so the peer can be any ICE\n"
+    "implementation that follows the same contract (another icepunch connect, aioice, werift,\n"
+    "libnice ...):\n"
+    "  - each line of stdin (with its \"\\n\"; longer lines in 1200-byte pieces) is sent as one\n"
+    "    datagram; each datagram received is written to stdout as it is;\n"
+    "  - at the end of stdin it keeps receiving until 500 ms pass without a datagram (at most\n"
+    "    3 s), then exits;\n"
+    "  - with --echo every datagram received is sent back unchanged instead.\n"
     "\n"
     "exchange (one of):\n"
     "  --local-file F      write our description to F (atomically, once gathering is done)\n"
@@ -58,42 +68,44 @@ const char* const kHelp =
     "                      loopback such as 127.0.0.1 only when listed)\n"
     "  --json              print exactly one line {\"connected\":true,\"ms_to_connected\":N,\n"
     "                      \"local_type\":...,\"remote_type\":...,\"local\":...,\"remote\":...}\n"
-    "                      (or {\"connected\":false,\"error\":...}) on stdout; without it the\n"
-    "                      result goes to stderr as one sentence\n"
-    "  --echo              send back whatever arrives (stdin is not read); exits when the\n"
-    "                      peer is done\n"
-    "  --ping N            send N timestamped pings (100 ms apart) to a peer and print RTT\n"
-    "                      min/median/max\n"
-    "  --bench S           send and receive for S seconds at once and print the throughput\n"
-    "                      both ways (the peer sends back while it receives)\n"
+    "                      (or {\"connected\":false,\"error\":...}) on stdout before any data;\n"
+    "                      without it the result goes to stderr as one sentence. --ping and\n"
+    "                      --bench then print their result as one JSON line too\n"
+    "  --echo              send back every datagram unchanged (stdin is not read; datagrams\n"
+    "                      that arrive before we are connected are queued and sent once we\n"
+    "                      are); ends on --timeout, when the connection fails or after --idle\n"
+    "  --idle S            with --echo: end S seconds after the last datagram, once one came\n"
+    "                      (default 10)\n"
+    "  --ping N            send N datagrams \"icepunch-ping <seq> <send-time-ns>\\n\" 20 ms apart\n"
+    "                      to a peer that echoes and print RTT min/median/max (unanswered\n"
+    "                      after 2 s counts as lost)\n"
+    "  --bench S           send 1200-byte datagrams \"icepunch-bench <seq> ...\" for S seconds\n"
+    "                      to a peer that echoes (at most 64 unanswered) and print the\n"
+    "                      throughput up (sent) and down (echoed back) and the loss\n"
     "  --timeout S         give up after S seconds in all: waiting for the peer's\n"
     "                      description, connecting and the data phase (default: 60 s for the\n"
     "                      description, 30 s to connect, no limit for data)\n"
     "  -h, --help          this text\n"
     "\n"
     "ms_to_connected counts from having the peer's description to the selected pair.\n"
-    "exit status: 0 connected (and pings answered), 1 not connected or another failure,\n"
-    "2 usage error.\n";
+    "exit status: 0 connected (and, with --ping or --bench, something echoed), 1 not connected,\n"
+    "connection lost or another failure, 2 usage error.\n";
 
-constexpr std::size_t kChunk = 1000;
-constexpr std::size_t kBenchChunk = 1100;
-
-// Frame types: the first byte of every datagram.
-constexpr char kData = 'D';
-constexpr char kEnd = 'E';
-constexpr char kPing = 'P';
-constexpr char kPong = 'Q';
-constexpr char kBench = 'B';
-constexpr char kBenchStart = 'S';
-constexpr char kBenchReport = 'R';
-constexpr char kBenchResult = 'r';
-constexpr char kHello = 'H';      // "I am connected", answered with kHelloReply
-constexpr char kHelloReply = 'h'; // "so am I"; not answered
+constexpr std::size_t kMaxDatagram = 1200; // stdin lines longer than this are split
+constexpr std::size_t kBenchSize = 1200;
+constexpr std::size_t kBenchWindow = 64; // unanswered bench datagrams at most
+constexpr std::size_t kEchoQueueMax = 8192;
+constexpr auto kDrainQuiet = 500ms;
+constexpr auto kDrainMax = 3s;
+constexpr auto kPingInterval = 20ms;
+constexpr auto kLostAfter = 2s; // a ping (or bench datagram) unanswered this long is lost
+constexpr std::string_view kPingPrefix = "icepunch-ping ";
+constexpr std::string_view kBenchPrefix = "icepunch-bench ";
 
 // Buffered reads of fd 0: description lines first (in --stdio mode), then raw data.
 class StdinReader {
 public:
-    // One line without its end, or nullopt on EOF / deadline / stop.
+    // One line without its end, or nullopt on EOF / deadline.
     std::optional<std::string> readLine(Clock::time_point until) {
         for (;;) {
             auto nl = buffer_.find('\n');
@@ -108,14 +120,26 @@ public:
                 return std::nullopt;
         }
     }
-    // Up to max bytes; empty with eof() on end of input; empty otherwise when nothing came
-    // within the slice.
-    std::string readSome(std::size_t max, std::chrono::milliseconds slice) {
-        if (buffer_.empty() && !eof_)
-            fill(Clock::now() + slice);
-        std::string out = buffer_.substr(0, std::min(max, buffer_.size()));
-        buffer_.erase(0, out.size());
-        return out;
+    // The next datagram's worth: a line with its "\n", its first max bytes when it is longer,
+    // or the unterminated rest at EOF. nullopt on EOF (see eof()) or when until passes.
+    std::optional<std::string> readDatagram(std::size_t max, Clock::time_point until) {
+        for (;;) {
+            auto nl = buffer_.find('\n');
+            std::size_t n = 0;
+            if (nl != std::string::npos && nl < max)
+                n = nl + 1;
+            else if (buffer_.size() >= max)
+                n = max;
+            else if (eof_)
+                n = buffer_.size();
+            if (n > 0) {
+                std::string out = buffer_.substr(0, n);
+                buffer_.erase(0, n);
+                return out;
+            }
+            if (eof_ || !fill(until))
+                return std::nullopt;
+        }
     }
     bool eof() const { return eof_ && buffer_.empty(); }
 
@@ -154,6 +178,7 @@ struct Options {
     bool stdio = false;
     bool json = false;
     bool echo = false;
+    double idle = 10;
     long ping = 0;
     double bench = 0;
     std::optional<double> timeout;
@@ -166,30 +191,48 @@ struct Session {
     std::optional<CandidatePair> pair;
     std::optional<Clock::time_point> connectedAt;
     std::optional<Failure> failure;
-    bool peerEnded = false;
-    bool peerReady = false; // the peer is connected too, so it can answer
-    std::vector<double> rttsMs;
-    uint64_t benchBytes = 0;
-    std::optional<Clock::time_point> benchFirst, benchLast;
-    std::optional<uint64_t> peerBenchBytes;
-    std::optional<double> peerBenchSeconds;
-    std::optional<double> peerBenchRequest; // seconds asked for by the peer
+
+    // Data phase: every datagram received.
+    uint64_t receivedCount = 0, receivedBytes = 0;
+    std::optional<Clock::time_point> lastReceived;
+    // netcat: datagrams kept until the result line is out, then stdout carries them directly.
+    bool outputOpen = false;
+    std::vector<std::string> early;
+    // --echo: datagrams not sent back yet (not connected yet, or the send failed).
+    std::deque<std::string> echoQueue;
+    uint64_t echoed = 0, echoDropped = 0;
+    // --ping: by sequence number, the send time and the RTT once answered.
+    std::vector<std::optional<Clock::time_point>> pingSent;
+    std::vector<std::optional<double>> pingRttMs;
+    std::size_t pingAnswered = 0;
+    // --bench: unanswered datagrams by sequence number, and what came back.
+    std::map<uint64_t, Clock::time_point> benchInFlight;
+    uint64_t benchEchoed = 0, benchEchoedBytes = 0;
+    std::vector<double> benchRttsMs;
+    std::optional<Clock::time_point> benchLastEcho;
 };
+
+// The sequence number after `prefix` in a datagram of ours, if it is one.
+std::optional<uint64_t> sequenceAfter(std::string_view datagram, std::string_view prefix) {
+    if (!datagram.starts_with(prefix))
+        return std::nullopt;
+    datagram.remove_prefix(prefix.size());
+    uint64_t seq = 0;
+    auto [end, ec] = std::from_chars(datagram.data(), datagram.data() + datagram.size(), seq);
+    if (ec != std::errc{} || end == datagram.data() || end == datagram.data() + datagram.size() ||
+        *end != ' ')
+        return std::nullopt;
+    return seq;
+}
+
+double msBetween(Clock::time_point from, Clock::time_point to) {
+    return std::chrono::duration<double, std::milli>(to - from).count();
+}
 
 uint64_t nowNs() {
     return static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
             .count());
-}
-
-template <typename T> void put(std::string& out, T value) {
-    out.append(reinterpret_cast<const char*>(&value), sizeof value);
-}
-template <typename T> bool get(std::span<const std::byte> in, std::size_t at, T& value) {
-    if (in.size() < at + sizeof value)
-        return false;
-    std::memcpy(&value, in.data() + at, sizeof value);
-    return true;
 }
 
 bool writeAll(int fd, const void* data, std::size_t length) {
@@ -266,6 +309,9 @@ int parseOptions(ArgScanner& args, ServerOptions& servers, AgentConfig& config, 
              : args.is("--json") ? o.json
              : args.is("--echo") ? o.echo
                                  : relayOnly) = true;
+        } else if (args.is("--idle")) {
+            if (!args.number(o.idle, 0.1, 86400))
+                return kExitUsage;
         } else if (args.is("--ping")) {
             if (!args.integer(o.ping, 1, 100000))
                 return kExitUsage;
@@ -340,8 +386,15 @@ int runConnect(int argc, char** argv) {
     StreamId stream = 0;
     std::atomic<bool> stdoutBroken{false};
 
-    auto sendFrame = [&](const std::string& frame) {
-        return agent->send(stream, 1, frame);
+    auto send = [&](std::string_view datagram) {
+        return bool(agent->send(stream, 1, datagram));
+    };
+    // --echo: sends back what is queued, in order, as far as sends work. Under s.mutex.
+    auto flushEchoQueue = [&] {
+        while (!s.echoQueue.empty() && send(s.echoQueue.front())) {
+            s.echoQueue.pop_front();
+            ++s.echoed;
+        }
     };
 
     Agent::Callbacks cb;
@@ -353,8 +406,11 @@ int runConnect(int argc, char** argv) {
     cb.stateChanged = [&](StreamId, ComponentId, ComponentState state) {
         std::lock_guard lock(s.mutex);
         if ((state == ComponentState::Connected || state == ComponentState::Completed) &&
-            !s.connectedAt)
+            !s.connectedAt) {
             s.connectedAt = Clock::now();
+            if (o.echo)
+                flushEchoQueue(); // what the peer sent while we were still checking
+        }
         s.changed.notify_all();
     };
     cb.selectedPairChanged = [&](StreamId, ComponentId, const CandidatePair& pair) {
@@ -368,93 +424,43 @@ int runConnect(int argc, char** argv) {
         s.changed.notify_all();
     };
     cb.received = [&](StreamId, ComponentId, std::span<const std::byte> data) {
-        if (data.empty())
-            return;
-        char type = static_cast<char>(data[0]);
-        auto body = data.subspan(1);
-        switch (type) {
-        case kData:
-            if (o.echo) {
-                (void)agent->send(stream, 1, data);
-            } else if (!writeAll(STDOUT_FILENO, body.data(), body.size())) {
-                stdoutBroken = true;
+        std::string_view datagram(reinterpret_cast<const char*>(data.data()), data.size());
+        auto now = Clock::now();
+        std::lock_guard lock(s.mutex);
+        ++s.receivedCount;
+        s.receivedBytes += datagram.size();
+        s.lastReceived = now;
+        if (o.echo) {
+            // In order: behind anything still queued, and queued until we are connected.
+            if (s.connectedAt && s.echoQueue.empty() && send(datagram))
+                ++s.echoed;
+            else if (s.echoQueue.size() < kEchoQueueMax)
+                s.echoQueue.emplace_back(datagram);
+            else
+                ++s.echoDropped;
+        } else if (o.ping > 0) {
+            auto seq = sequenceAfter(datagram, kPingPrefix);
+            if (seq && *seq < s.pingSent.size() && s.pingSent[*seq] && !s.pingRttMs[*seq] &&
+                now - *s.pingSent[*seq] <= kLostAfter) {
+                s.pingRttMs[*seq] = msBetween(*s.pingSent[*seq], now);
+                ++s.pingAnswered;
             }
-            break;
-        case kHello:
-        case kHelloReply: {
-            if (type == kHello)
-                (void)sendFrame(std::string(1, kHelloReply));
-            std::lock_guard lock(s.mutex);
-            s.peerReady = true;
-            s.changed.notify_all();
-            break;
-        }
-        case kEnd: {
-            std::lock_guard lock(s.mutex);
-            s.peerEnded = true;
-            s.changed.notify_all();
-            break;
-        }
-        case kPing: {
-            std::string pong(reinterpret_cast<const char*>(data.data()), data.size());
-            pong[0] = kPong;
-            (void)sendFrame(pong);
-            break;
-        }
-        case kPong: {
-            uint64_t sentNs = 0;
-            if (get(body, 4, sentNs)) {
-                std::lock_guard lock(s.mutex);
-                s.rttsMs.push_back((nowNs() - sentNs) / 1e6);
-                s.changed.notify_all();
+        } else if (o.bench > 0) {
+            auto seq = sequenceAfter(datagram, kBenchPrefix);
+            if (auto it = seq ? s.benchInFlight.find(*seq) : s.benchInFlight.end();
+                it != s.benchInFlight.end()) {
+                s.benchRttsMs.push_back(msBetween(it->second, now));
+                s.benchInFlight.erase(it);
+                ++s.benchEchoed;
+                s.benchEchoedBytes += datagram.size();
+                s.benchLastEcho = now;
             }
-            break;
+        } else if (!s.outputOpen) {
+            s.early.emplace_back(datagram);
+        } else if (!stdoutBroken && !writeAll(STDOUT_FILENO, datagram.data(), datagram.size())) {
+            stdoutBroken = true;
         }
-        case kBench: {
-            std::lock_guard lock(s.mutex);
-            auto now = Clock::now();
-            if (!s.benchFirst)
-                s.benchFirst = now;
-            s.benchLast = now;
-            s.benchBytes += data.size();
-            break;
-        }
-        case kBenchStart: {
-            double seconds = 0;
-            if (get(body, 0, seconds)) {
-                std::lock_guard lock(s.mutex);
-                if (!s.peerBenchRequest) {
-                    s.peerBenchRequest = seconds;
-                    s.changed.notify_all();
-                }
-            }
-            break;
-        }
-        case kBenchReport: {
-            std::string reply(1, kBenchResult);
-            std::lock_guard lock(s.mutex);
-            put(reply, s.benchBytes);
-            double span = s.benchFirst
-                              ? std::chrono::duration<double>(*s.benchLast - *s.benchFirst).count()
-                              : 0.0;
-            put(reply, span);
-            (void)sendFrame(reply);
-            break;
-        }
-        case kBenchResult: {
-            uint64_t bytes = 0;
-            double span = 0;
-            if (get(body, 0, bytes) && get(body, 8, span)) {
-                std::lock_guard lock(s.mutex);
-                s.peerBenchBytes = bytes;
-                s.peerBenchSeconds = span;
-                s.changed.notify_all();
-            }
-            break;
-        }
-        default:
-            break;
-        }
+        s.changed.notify_all();
     };
 
     auto fail = [&](const std::string& message) {
@@ -570,158 +576,209 @@ int runConnect(int argc, char** argv) {
             pair.remote.endpoint().c_str(), pair.isRelayed() ? "relayed" : "direct");
     }
 
-    // The data phase starts once the peer is connected too: else its answers would be lost.
-    auto dataDeadline = hardDeadline;
-    for (auto until = deadlineOr(10s); Clock::now() < until;) {
-        (void)sendFrame(std::string(1, kHello));
-        std::unique_lock lock(s.mutex);
-        if (s.changed.wait_for(lock, 50ms, [&] { return s.peerReady || s.failure; }))
-            break;
-    }
-    auto sendEnd = [&] {
-        for (int i = 0; i < 3; ++i)
-            (void)sendFrame(std::string(1, kEnd));
-    };
+    // The data phase: raw datagrams, no handshake. A peer that echoes queues what arrives before
+    // it is connected itself, so we start right away.
+    const auto dataDeadline = hardDeadline;
     auto failedNow = [&] {
         std::lock_guard lock(s.mutex);
         return s.failure.has_value();
     };
     int rc = kExitOk;
     if (o.ping > 0) {
-        for (long i = 0; i < o.ping && Clock::now() < dataDeadline; ++i) {
-            std::string frame(1, kPing);
-            put(frame, static_cast<uint32_t>(i));
-            put(frame, nowNs());
-            (void)sendFrame(frame);
-            std::unique_lock lock(s.mutex);
-            s.changed.wait_until(lock, std::min(dataDeadline, Clock::now() + 100ms),
-                                 [&] { return s.rttsMs.size() > static_cast<std::size_t>(i); });
+        {
+            std::lock_guard lock(s.mutex);
+            s.pingSent.resize(static_cast<std::size_t>(o.ping));
+            s.pingRttMs.resize(static_cast<std::size_t>(o.ping));
+        }
+        std::size_t sent = 0;
+        auto next = Clock::now();
+        for (std::size_t seq = 0; seq < s.pingSent.size(); ++seq, next += kPingInterval) {
+            if (next >= dataDeadline || failedNow())
+                break;
+            std::this_thread::sleep_until(next);
+            std::string payload = std::string(kPingPrefix) + std::to_string(seq) + " " +
+                                  std::to_string(nowNs()) + "\n";
+            std::lock_guard lock(s.mutex); // the answer cannot overtake the send time
+            s.pingSent[seq] = Clock::now();
+            (void)send(payload); // a failed send is a lost ping
+            ++sent;
         }
         std::unique_lock lock(s.mutex);
-        s.changed.wait_until(lock, std::min(dataDeadline, Clock::now() + 1s),
-                             [&] { return s.rttsMs.size() >= static_cast<std::size_t>(o.ping); });
-        auto rtts = s.rttsMs;
+        s.changed.wait_until(lock, std::min(dataDeadline, Clock::now() + kLostAfter),
+                             [&] { return s.pingAnswered >= sent || s.failure.has_value(); });
+        std::vector<double> rtts;
+        for (auto& rtt : s.pingRttMs)
+            if (rtt)
+                rtts.push_back(*rtt);
         lock.unlock();
+        std::string stats = "null", statsText;
+        char line[320];
+        if (!rtts.empty()) {
+            double mn = *std::min_element(rtts.begin(), rtts.end());
+            double mx = *std::max_element(rtts.begin(), rtts.end());
+            double md = median(rtts);
+            std::snprintf(line, sizeof line,
+                          "\"rtt_min_ms\":%.3f,\"rtt_median_ms\":%.3f,\"rtt_max_ms\":%.3f", mn, md,
+                          mx);
+            stats = line;
+            std::snprintf(line, sizeof line, ", RTT min/median/max %.3f/%.3f/%.3f ms", mn, md, mx);
+            statsText = line;
+        } else {
+            stats = "\"rtt_min_ms\":null,\"rtt_median_ms\":null,\"rtt_max_ms\":null";
+        }
+        std::size_t lost = sent - rtts.size();
+        if (o.json)
+            std::snprintf(line, sizeof line, "{\"pings\":%zu,\"answered\":%zu,\"lost\":%zu,%s}",
+                          sent, rtts.size(), lost, stats.c_str());
+        else
+            std::snprintf(line, sizeof line, "ping: %zu sent, %zu answered, %zu lost%s", sent,
+                          rtts.size(), lost, statsText.c_str());
+        emitLine(stdout, line);
         if (rtts.empty()) {
             std::fprintf(stderr, "icepunch connect: no ping was answered\n");
             rc = kExitFailure;
-        } else {
-            double mn = *std::min_element(rtts.begin(), rtts.end());
-            double mx = *std::max_element(rtts.begin(), rtts.end());
-            char line[256];
-            if (o.json)
-                std::snprintf(line, sizeof line,
-                              "{\"pings\":%ld,\"answered\":%zu,\"rtt_min_ms\":%.3f,"
-                              "\"rtt_median_ms\":%.3f,\"rtt_max_ms\":%.3f}",
-                              o.ping, rtts.size(), mn, median(rtts), mx);
-            else
-                std::snprintf(line, sizeof line,
-                              "ping: %ld sent, %zu answered, RTT min/median/max %.3f/%.3f/%.3f ms",
-                              o.ping, rtts.size(), mn, median(rtts), mx);
-            emitLine(stdout, line);
         }
-        sendEnd();
     } else if (o.bench > 0) {
-        std::string startFrame(1, kBenchStart);
-        put(startFrame, o.bench);
-        for (int i = 0; i < 3; ++i)
-            (void)sendFrame(startFrame);
-        std::string chunk(kBenchChunk, 'x');
-        chunk[0] = kBench;
-        uint64_t sent = 0;
-        auto benchStart = Clock::now();
-        auto benchEnd =
+        uint64_t sentCount = 0, sentBytes = 0;
+        const auto benchStart = Clock::now();
+        const auto benchEnd =
             std::min(dataDeadline,
                      benchStart + std::chrono::milliseconds(static_cast<long>(o.bench * 1000)));
-        while (Clock::now() < benchEnd) {
-            if (sendFrame(chunk))
-                sent += chunk.size();
-            else
-                std::this_thread::sleep_for(1ms);
-        }
-        double seconds = std::chrono::duration<double>(Clock::now() - benchStart).count();
-        std::this_thread::sleep_for(200ms); // let the last datagrams land
-        for (int i = 0; i < 20; ++i) {
-            (void)sendFrame(std::string(1, kBenchReport));
-            std::unique_lock lock(s.mutex);
-            if (s.changed.wait_for(lock, 100ms, [&] { return s.peerBenchBytes.has_value(); }))
+        std::string payload;
+        for (uint64_t seq = 0;;) {
+            auto now = Clock::now();
+            if (now >= benchEnd)
                 break;
+            {
+                std::unique_lock lock(s.mutex);
+                if (s.failure)
+                    break;
+                // Unanswered for too long: lost, out of the window.
+                while (!s.benchInFlight.empty() &&
+                       now - s.benchInFlight.begin()->second > kLostAfter) {
+                    s.benchInFlight.erase(s.benchInFlight.begin());
+                }
+                if (s.benchInFlight.size() >= kBenchWindow) {
+                    s.changed.wait_until(lock, std::min(benchEnd, now + 5ms), [&] {
+                        return s.benchInFlight.size() < kBenchWindow || s.failure.has_value();
+                    });
+                    continue;
+                }
+            }
+            payload = std::string(kBenchPrefix) + std::to_string(seq) + " " +
+                      std::to_string(nowNs()) + " ";
+            payload.resize(kBenchSize - 1, '.');
+            payload += '\n';
+            std::unique_lock lock(s.mutex);
+            s.benchInFlight.emplace(seq, Clock::now());
+            if (send(payload)) {
+                ++seq;
+                ++sentCount;
+                sentBytes += payload.size();
+            } else {
+                s.benchInFlight.erase(seq);
+                lock.unlock();
+                std::this_thread::sleep_for(1ms);
+            }
         }
+        const double seconds = std::chrono::duration<double>(Clock::now() - benchStart).count();
         std::unique_lock lock(s.mutex);
-        double upMbit = s.peerBenchBytes ? *s.peerBenchBytes * 8 / seconds / 1e6 : 0;
-        double downSeconds =
-            s.benchFirst ? std::chrono::duration<double>(*s.benchLast - *s.benchFirst).count() : 0;
-        double downMbit = downSeconds > 0 ? s.benchBytes * 8 / downSeconds / 1e6 : 0;
-        char line[320];
+        s.changed.wait_until(lock, std::min(dataDeadline, Clock::now() + kLostAfter),
+                             [&] { return s.benchInFlight.empty() || s.failure.has_value(); });
+        const uint64_t echoed = s.benchEchoed, echoedBytes = s.benchEchoedBytes;
+        const double downSeconds =
+            s.benchLastEcho ? std::chrono::duration<double>(*s.benchLastEcho - benchStart).count()
+                            : 0.0;
+        const double rttMedian = s.benchRttsMs.empty() ? 0.0 : median(s.benchRttsMs);
+        lock.unlock();
+        const double up = seconds > 0 ? sentBytes / seconds : 0.0;
+        const double down = downSeconds > 0 ? echoedBytes / downSeconds : 0.0;
+        const double lossPct =
+            sentCount > 0 ? 100.0 * static_cast<double>(sentCount - echoed) / sentCount : 0.0;
+        char line[512];
         if (o.json)
             std::snprintf(line, sizeof line,
-                          "{\"seconds\":%.2f,\"sent_bytes\":%llu,\"peer_received_bytes\":%s,"
-                          "\"up_mbit_s\":%.2f,\"received_bytes\":%llu,\"down_mbit_s\":%.2f}",
-                          seconds, static_cast<unsigned long long>(sent),
-                          s.peerBenchBytes ? std::to_string(*s.peerBenchBytes).c_str() : "null",
-                          upMbit, static_cast<unsigned long long>(s.benchBytes), downMbit);
+                          "{\"seconds\":%.3f,\"sent\":%llu,\"sent_bytes\":%llu,"
+                          "\"up_bytes_per_s\":%.0f,\"up_mbit_s\":%.2f,\"echoed\":%llu,"
+                          "\"echoed_bytes\":%llu,\"down_bytes_per_s\":%.0f,\"down_mbit_s\":%.2f,"
+                          "\"loss_pct\":%.2f,\"rtt_median_ms\":%.3f}",
+                          seconds, static_cast<unsigned long long>(sentCount),
+                          static_cast<unsigned long long>(sentBytes), up, up * 8 / 1e6,
+                          static_cast<unsigned long long>(echoed),
+                          static_cast<unsigned long long>(echoedBytes), down, down * 8 / 1e6,
+                          lossPct, rttMedian);
         else
             std::snprintf(line, sizeof line,
-                          "bench: %.2f s, up: sent %llu B, peer got %s B = %.2f Mbit/s; "
-                          "down: got %llu B = %.2f Mbit/s",
-                          seconds, static_cast<unsigned long long>(sent),
-                          s.peerBenchBytes ? std::to_string(*s.peerBenchBytes).c_str() : "?",
-                          upMbit, static_cast<unsigned long long>(s.benchBytes), downMbit);
-        lock.unlock();
+                          "bench: %.2f s; up: %llu datagrams, %llu B = %.0f B/s (%.2f Mbit/s); "
+                          "down (echoed): %llu datagrams, %llu B = %.0f B/s (%.2f Mbit/s); "
+                          "loss %.2f %%; RTT median %.3f ms",
+                          seconds, static_cast<unsigned long long>(sentCount),
+                          static_cast<unsigned long long>(sentBytes), up, up * 8 / 1e6,
+                          static_cast<unsigned long long>(echoed),
+                          static_cast<unsigned long long>(echoedBytes), down, down * 8 / 1e6,
+                          lossPct, rttMedian);
         emitLine(stdout, line);
-        if (!s.peerBenchBytes) {
-            std::fprintf(stderr, "icepunch connect: the peer did not report what it received\n");
+        if (echoed == 0) {
+            std::fprintf(stderr, "icepunch connect: nothing was echoed back\n");
             rc = kExitFailure;
         }
-        sendEnd();
     } else if (o.echo) {
-        // Answer until the peer is done; a bench request makes us send back meanwhile.
+        // stdin is not read. Until --timeout, a failure, or --idle after the last datagram.
+        const auto idle = std::chrono::milliseconds(static_cast<long>(o.idle * 1000));
+        std::unique_lock lock(s.mutex);
         for (;;) {
-            std::unique_lock lock(s.mutex);
-            s.changed.wait_until(lock, std::min(dataDeadline, Clock::now() + 200ms), [&] {
-                return s.peerEnded || s.failure || s.peerBenchRequest.has_value();
-            });
-            if (s.peerBenchRequest) {
-                double seconds = *s.peerBenchRequest;
-                s.peerBenchRequest = 0.0; // served; keep it set so it is not served again
-                lock.unlock();
-                std::string chunk(kBenchChunk, 'y');
-                chunk[0] = kBench;
-                auto until = std::min(
-                    dataDeadline,
-                    Clock::now() + std::chrono::milliseconds(static_cast<long>(seconds * 1000)));
-                while (Clock::now() < until && !failedNow())
-                    if (!sendFrame(chunk))
-                        std::this_thread::sleep_for(1ms);
-                lock.lock();
-            }
-            if (s.peerEnded || s.failure || Clock::now() >= dataDeadline)
+            auto now = Clock::now();
+            if (s.failure || now >= dataDeadline ||
+                (s.lastReceived && now - *s.lastReceived >= idle))
                 break;
+            if (s.connectedAt)
+                flushEchoQueue(); // retries sends that failed
+            auto wake = std::min(dataDeadline, now + 50ms);
+            s.changed.wait_until(lock, wake, [&] { return s.failure.has_value(); });
         }
-        sendEnd();
+        if (progress)
+            std::fprintf(
+                stderr,
+                "  ... echoed %llu of %llu datagrams (%llu bytes), %llu dropped (queue full)\n",
+                static_cast<unsigned long long>(s.echoed),
+                static_cast<unsigned long long>(s.receivedCount),
+                static_cast<unsigned long long>(s.receivedBytes),
+                static_cast<unsigned long long>(s.echoDropped));
     } else {
-        // netcat: stdin to the peer, the peer to stdout, until both sides are done.
-        bool inputDone = false;
-        while (Clock::now() < dataDeadline && !failedNow() && !stdoutBroken) {
-            if (!inputDone) {
-                std::string data = input.readSome(kChunk, 100ms);
-                if (!data.empty()) {
-                    std::string frame(1, kData);
-                    frame += data;
-                    while (!sendFrame(frame) && !failedNow() && Clock::now() < dataDeadline)
+        // netcat: stdin lines to the peer, datagrams to stdout; those that came before the
+        // result line was out follow it now.
+        {
+            std::lock_guard lock(s.mutex);
+            std::fflush(stdout);
+            for (const auto& datagram : s.early)
+                if (!stdoutBroken && !writeAll(STDOUT_FILENO, datagram.data(), datagram.size()))
+                    stdoutBroken = true;
+            s.early.clear();
+            s.outputOpen = true;
+        }
+        std::optional<Clock::time_point> eofAt;
+        while (!failedNow() && !stdoutBroken) {
+            auto now = Clock::now();
+            if (now >= dataDeadline)
+                break;
+            if (!eofAt) {
+                auto datagram =
+                    input.readDatagram(kMaxDatagram, std::min(dataDeadline, now + 100ms));
+                if (datagram) {
+                    while (!send(*datagram) && !failedNow() && Clock::now() < dataDeadline)
                         std::this_thread::sleep_for(1ms);
                 } else if (input.eof()) {
-                    inputDone = true;
-                    sendEnd();
+                    eofAt = Clock::now();
                 }
-            } else {
-                std::unique_lock lock(s.mutex);
-                s.changed.wait_until(lock, std::min(dataDeadline, Clock::now() + 200ms),
-                                     [&] { return s.peerEnded || s.failure.has_value(); });
+                continue;
             }
-            std::lock_guard lock(s.mutex);
-            if (inputDone && s.peerEnded)
+            // Drain: until no datagram for kDrainQuiet, at most kDrainMax after the end of stdin.
+            std::unique_lock lock(s.mutex);
+            auto quietFrom = std::max(*eofAt, s.lastReceived.value_or(*eofAt));
+            auto until = std::min({quietFrom + kDrainQuiet, *eofAt + kDrainMax, dataDeadline});
+            if (now >= until)
                 break;
+            s.changed.wait_until(lock, until, [&] { return s.failure.has_value(); });
         }
     }
     {
