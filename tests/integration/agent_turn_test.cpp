@@ -158,7 +158,10 @@ TEST_F(AgentTurn, DeadServerEndsInAnErrorEventWithinTheTimeout) {
     const ServerStatus* turn = findStatus(*peers.a.events, true);
     ASSERT_NE(turn, nullptr);
     EXPECT_FALSE(turn->ok);
-    EXPECT_NE(turn->message.find("no answer"), std::string::npos) << turn->message;
+    // Either our gather timeout or libnice giving up first, then a check of our own, says so.
+    EXPECT_TRUE(turn->message.find("no answer") != std::string::npos ||
+                turn->message.find("no response") != std::string::npos)
+        << turn->message;
     // The host path still works: a dead server does not hold up the rest.
     EXPECT_FALSE(peers.a.events->candidates.empty());
 }

@@ -79,6 +79,14 @@ struct AgentConfig {
     bool udp = true;
     bool tcp = false;  // RFC 6544 ICE-TCP host candidates
     bool upnp = false; // off: libnice's UPnP probe delays gathering by its timeout
+    // Ta (RFC 8445 14.2): the interval between STUN transactions the agent starts. libnice's
+    // default is 20 ms; 10 ms connects about twice as fast (NAT lab: median 45 ms direct, 79 ms
+    // relayed instead of 70 and 131) for a few more packets per second while checking.
+    std::chrono::milliseconds checkPacing{10};
+    // First retransmission timeout of a check (doubling after). A check into a NAT that has not
+    // opened yet is lost; libnice's 200 ms (500 ms once many pairs wait) let a relay pair win
+    // first where a direct one works a moment later. 100 ms keeps the direct path in front.
+    std::chrono::milliseconds checkTimeout{100};
     // A server that has not answered by then is reported as failed and gathering completes.
     std::chrono::milliseconds gatherTimeout{5000};
     // Checks that have not connected by then end in a Failed state.
