@@ -16,6 +16,8 @@ struct Command {
 };
 
 const Command kCommands[] = {
+    {"lab", icepunch::cli::runLab,
+     "the NAT-lab matrix: every pair of NAT kinds in network namespaces (root)"},
     {"demo", icepunch::cli::runDemo,
      "two agents in this process connect through a coturn it starts on 127.0.0.1"},
     {"connect", icepunch::cli::runConnect,
