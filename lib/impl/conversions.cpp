@@ -48,6 +48,9 @@ Candidate fromNice(const NiceCandidate& nc) {
         c.tcpType = TcpType::SimultaneousOpen;
         break;
     }
+    if (c.tcpType == TcpType::Active && c.port == 0) {
+        c.port = 9; // RFC 6544 4.5: active candidates carry the discard port
+    }
     if (c.type != CandidateType::Host && nice_address_is_valid(&nc.base_addr)) {
         c.relatedAddress = addressToString(nc.base_addr);
         c.relatedPort = static_cast<uint16_t>(nice_address_get_port(&nc.base_addr));

@@ -64,6 +64,8 @@ const char* const kHelp =
     "  --role R            controlling or controlled (one side each; required)\n"
     "%s"
     "  --relay-only        use relayed candidates only (needs --turn)\n"
+    "  --ice-tcp           also gather ICE-TCP host candidates (RFC 6544: active, passive)\n"
+    "  --tcp-only          ICE-TCP host candidates only, no UDP\n"
     "  --interface X       gather on this interface name or local address only (repeatable;\n"
     "                      loopback such as 127.0.0.1 only when listed)\n"
     "  --json              print exactly one line {\"connected\":true,\"ms_to_connected\":N,\n"
@@ -327,6 +329,12 @@ int parseOptions(ArgScanner& args, ServerOptions& servers, AgentConfig& config, 
             if (!args.value(text))
                 return kExitUsage;
             config.interfaces.push_back(text);
+        } else if (args.is("--ice-tcp") || args.is("--tcp-only")) {
+            if (!args.flag())
+                return kExitUsage;
+            config.tcp = true; // RFC 6544 host candidates
+            if (args.is("--tcp-only"))
+                config.udp = false;
         } else {
             return args.unknown();
         }
