@@ -149,8 +149,11 @@ int runNat(int argc, char** argv) {
                     ",\"lifetime\":" + jsonString(lifetime);
         }
         line += ",\"notes\":[";
-        for (std::size_t i = 0; i < r.notes.size(); ++i)
-            line += (i ? "," : "") + jsonString(r.notes[i]);
+        for (std::size_t i = 0; i < r.notes.size(); ++i) {
+            if (i) // appended separately: g++ 12 -O3 warns (-Wrestrict) on ("," + string)
+                line += ',';
+            line += jsonString(r.notes[i]);
+        }
         emitLine(stdout, line + "]}");
     } else {
         std::printf("server          %s\n", server->toString().c_str());
