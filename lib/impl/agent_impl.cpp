@@ -584,11 +584,10 @@ void Agent::Impl::onReceive(StreamId id, ComponentId componentId, const char* da
     if (!callbacks_.received) {
         return;
     }
-    std::vector<std::byte> copy(reinterpret_cast<const std::byte*>(data),
-                                reinterpret_cast<const std::byte*>(data) + size);
-    emit([this, id, componentId, copy = std::move(copy)] {
-        callbacks_.received(id, componentId, std::span<const std::byte>(copy));
-    });
+    // Queued as plain data, not as a closure: no allocation beyond the copy on the data path.
+    enqueue(Datagram{id, componentId,
+                     std::vector<std::byte>(reinterpret_cast<const std::byte*>(data),
+                                            reinterpret_cast<const std::byte*>(data) + size)});
 }
 
 Result<SessionDescription> Agent::Impl::localDescription(StreamId id) {
@@ -732,6 +731,10 @@ void Agent::Impl::teardown() {
 }
 
 void Agent::Impl::emit(std::function<void()> event) {
+    enqueue(Event{std::move(event)});
+}
+
+void Agent::Impl::enqueue(Event event) {
     if (!agent_) {
         return; // torn down: nothing more reaches the app
     }
@@ -756,7 +759,7 @@ void Agent::Impl::emit(std::function<void()> event) {
 }
 
 void Agent::Impl::drain() {
-    std::deque<std::function<void()>> batch;
+    std::deque<Event> batch;
     {
         std::lock_guard lock(queueMutex_);
         batch.swap(queue_);
@@ -768,7 +771,12 @@ void Agent::Impl::drain() {
         if (gate->closed) {
             return;
         }
-        event();
+        if (auto* datagram = std::get_if<Datagram>(&event)) {
+            callbacks_.received(datagram->stream, datagram->component,
+                                std::span<const std::byte>(datagram->data));
+        } else {
+            std::get<std::function<void()>>(event)();
+        }
     }
 }
 

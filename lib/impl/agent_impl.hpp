@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <variant>
 #include <vector>
 
 namespace icepunch {
@@ -94,8 +95,16 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     // Index of the first STUN server whose status comes from a probe rather than a srflx.
     size_t stunProbedFrom() const;
 
-    // Queues a user callback; delivered in order on the loop thread or the executor.
+    // A received datagram, or any other user callback; delivered in order on the loop thread or
+    // the executor.
+    struct Datagram {
+        StreamId stream;
+        ComponentId component;
+        std::vector<std::byte> data;
+    };
+    using Event = std::variant<std::function<void()>, Datagram>;
     void emit(std::function<void()> event);
+    void enqueue(Event event);
     void drain();
 
     std::shared_ptr<Counters> counters(StreamId id, ComponentId component);
@@ -110,7 +119,7 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     std::shared_ptr<std::atomic<bool>> cancelProbes_ = std::make_shared<std::atomic<bool>>(false);
 
     std::mutex queueMutex_;
-    std::deque<std::function<void()>> queue_;
+    std::deque<Event> queue_;
     bool drainScheduled_ = false;
 
     // send() runs on the caller's thread; it reads this map under countersMutex_.
