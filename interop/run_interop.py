@@ -5,8 +5,9 @@ Default counterpart: `icepunch connect` (--icepunch PATH). Without it (or with
 --against PEER) the peers are paired with each other. For every peer and both
 counterpart roles it tries the host path (--interface 127.0.0.1) and the relayed path
 (both --relay-only through a coturn started here on loopback), checks both sides
-connected and that 20 lines sent by the controlling side come back from the
-controlled side (--echo). Writes a Markdown table to RESULTS.md and prints it.
+connected and that 20 lines sent by the controlling side (one raw datagram each) come
+back from the controlled side (--echo --idle 2) exactly, byte for byte, in any order.
+Writes a Markdown table into its own section of RESULTS.md and prints it.
 
 Exit status: 0 all ran pairs passed, 1 any failure, 77 (meson: skipped) nothing ran.
 Standard library only; all traffic stays on 127.0.0.1.
@@ -27,6 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 LINES = 20
+ECHO_IDLE = 2  # --idle of the echoing side: it ends this long after the last datagram
 TURN_USER, TURN_PASS, TURN_REALM = "u", "p", "interop.test"
 
 
@@ -177,10 +179,11 @@ class Turn:
 class Side:
     def __init__(self, name, argv, log_prefix, stdin_pipe):
         self.name = name
+        self.log_prefix = log_prefix
         self.err = open(log_prefix + ".stderr", "w")
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.err,
                                      stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL)
-        self.lines = []
+        self.lines = []  # raw stdout lines (bytes) with their b"\n"
         self.cond = threading.Condition()
         self.t = threading.Thread(target=self._read, daemon=True)
         self.t.start()
@@ -188,19 +191,30 @@ class Side:
     def _read(self):
         for raw in self.proc.stdout:
             with self.cond:
-                self.lines.append(raw.decode("utf-8", "replace").rstrip("\r\n"))
+                self.lines.append(raw)
                 self.cond.notify_all()
         with self.cond:
             self.cond.notify_all()
 
-    def result(self):
-        for l in self.lines:
-            if l.startswith("{"):
+    def result_index(self):
+        """Index of the --json result line, or None."""
+        for i, l in enumerate(self.lines):
+            if l.startswith(b"{"):
                 try:
-                    return json.loads(l)
+                    json.loads(l.decode("utf-8"))
+                    return i
                 except ValueError:
                     pass
         return None
+
+    def result(self):
+        i = self.result_index()
+        return json.loads(self.lines[i].decode("utf-8")) if i is not None else None
+
+    def data(self):
+        """stdout lines other than the result line: the datagrams received, byte for byte."""
+        i = self.result_index()
+        return [l for j, l in enumerate(self.lines) if j != i]
 
     def wait(self, until):
         try:
@@ -210,11 +224,32 @@ class Side:
             self.proc.wait()
         self.t.join(2)
         self.err.close()
+        with open(self.log_prefix + ".stdout", "wb") as f:
+            f.write(b"".join(self.lines))
         return self.proc.returncode
 
 
+def expected_lines():
+    """LINES distinct lines, each one datagram (< 1200 bytes): plain ASCII, a tab, a CR before
+    the LF, UTF-8, a long one. They must come back byte for byte."""
+    out = []
+    for i in range(LINES):
+        body = "interop line %02d %s" % (i, "x" * i)
+        if i == 5:
+            body += "\tafter a tab"
+        elif i == 7:
+            body += "\r"  # "\r\n" on the wire: nobody may strip the CR
+        elif i == 11:
+            body += " gr\u00fc\u00dfe \u2603"
+        elif i == 19:
+            body += "y" * 1000
+        out.append((body + "\n").encode("utf-8"))
+    assert len(set(out)) == LINES and all(len(l) < 1200 for l in out)
+    return out
+
+
 def run_pair(ctl_name, ctl_cmd, ctd_name, ctd_cmd, path, turn, workdir, pair_timeout):
-    """Controlling side sends LINES lines; controlled side echoes."""
+    """Controlling side sends LINES lines; controlled side echoes (--echo --idle ECHO_IDLE)."""
     tag = "%s-ctl_%s-ctd_%s" % (path, ctl_name, ctd_name)
     d = os.path.join(workdir, tag)
     os.makedirs(d)
@@ -225,18 +260,19 @@ def run_pair(ctl_name, ctl_cmd, ctd_name, ctd_cmd, path, turn, workdir, pair_tim
     start = time.monotonic()
     hard = start + pair_timeout + 5
     ctd = Side(ctd_name, ctd_cmd + ["--role", "controlled", "--local-file", fb, "--remote-file", fa,
-                                    "--echo"] + common, os.path.join(d, "controlled"), False)
+                                    "--echo", "--idle", str(ECHO_IDLE)] + common,
+               os.path.join(d, "controlled"), False)
     ctl = Side(ctl_name, ctl_cmd + ["--role", "controlling", "--local-file", fa, "--remote-file", fb]
                + common, os.path.join(d, "controlling"), True)
-    expected = ["interop line %02d %s" % (i, "x" * i) for i in range(LINES)]
+    expected = expected_lines()
     try:
-        ctl.proc.stdin.write("".join(l + "\n" for l in expected).encode())
+        ctl.proc.stdin.write(b"".join(expected))
         ctl.proc.stdin.flush()
     except OSError:
         pass
     # Keep stdin open until every line is back (or the pair's time is up), then close it.
     with ctl.cond:
-        ctl.cond.wait_for(lambda: sum(1 for l in ctl.lines if l in expected) >= LINES
+        ctl.cond.wait_for(lambda: len(set(ctl.lines) & set(expected)) >= LINES
                           or ctl.proc.poll() is not None, max(0.1, start + pair_timeout - time.monotonic()))
     try:
         ctl.proc.stdin.close()
@@ -244,15 +280,21 @@ def run_pair(ctl_name, ctl_cmd, ctd_name, ctd_cmd, path, turn, workdir, pair_tim
         pass
     rc_ctl = ctl.wait(hard)
     rc_ctd = ctd.wait(hard)
-    got = [l for l in ctl.lines if l in expected]
+    got = ctl.data()
     r_ctl, r_ctd = ctl.result() or {}, ctd.result() or {}
     ok_conn = bool(r_ctl.get("connected")) and bool(r_ctd.get("connected"))
     if path == "relay" and ok_conn:
         ok_conn = r_ctl.get("local_type") == "relay" and r_ctd.get("local_type") == "relay"
-    echoed = len(set(got))
-    ok = ok_conn and echoed == LINES and rc_ctl == 0 and rc_ctd == 0
+    echoed = len(set(got) & set(expected))
+    # Exactly the lines sent, each once, byte for byte; the order may differ.
+    extra = len(got) - echoed
+    exact = sorted(got) == sorted(expected)
+    ok = ok_conn and exact and rc_ctl == 0 and rc_ctd == 0
+    if got and not exact:
+        with open(os.path.join(d, "unexpected.txt"), "wb") as f:
+            f.write(b"".join(l for l in got if l not in expected))
     return {"ctl": r_ctl, "ctd": r_ctd, "rc_ctl": rc_ctl, "rc_ctd": rc_ctd, "echoed": echoed,
-            "ok": ok, "dir": d, "secs": time.monotonic() - start}
+            "extra": extra, "ok": ok, "dir": d, "secs": time.monotonic() - start}
 
 
 # ---------------------------------------------------------------- main
@@ -263,6 +305,43 @@ def fmt_side(r):
     if not r.get("connected"):
         return "no (%s)" % str(r.get("error", "?"))[:60]
     return "yes %d ms %s→%s" % (r.get("ms_to_connected", -1), r.get("local_type"), r.get("remote_type"))
+
+
+RESULTS_HEAD = """# Interop results
+
+Generated by `interop/run_interop.py`; each run replaces its own section below. The controlling
+side sends %d distinct lines (one raw datagram each), the controlled side echoes every datagram
+(`--echo --idle %d`); `echoed` counts the lines that came back byte for byte (PASS needs all of
+them, nothing else, and exit 0 on both sides). `yes N ms A→B`: connected N ms after reading the
+other side's description, selected pair local type A, remote type B.
+""" % (LINES, ECHO_IDLE)
+
+
+def write_results(path, title, section):
+    """Replace the section headed `## title` in path (append it when absent), keep the others."""
+    try:
+        with open(path) as f:
+            old = f.read()
+    except OSError:
+        old = ""
+    sections, cur = [], None
+    for line in old.splitlines(keepends=True):
+        if line.startswith("## "):
+            cur = [line[3:].strip(), line]
+            sections.append(cur)
+        elif cur is not None:
+            cur.append(line)
+    parts, replaced = [], False
+    for s in sections:
+        if s[0] == title:
+            parts.append(section)
+            replaced = True
+        else:
+            parts.append("".join(s[1:]).rstrip("\n") + "\n")
+    if not replaced:
+        parts.append(section)
+    with open(path, "w") as f:
+        f.write(RESULTS_HEAD + "\n" + "\n".join(parts))
 
 
 def main():
@@ -338,8 +417,10 @@ def main():
                         rp, rc_ = r["ctd"], r["ctl"]
                     status = "PASS" if r["ok"] else "FAIL"
                     failures += 0 if r["ok"] else 1
-                    rows.append([peer, cp, cp_role, path, fmt_side(rp), fmt_side(rc_),
-                                 "%d/%d" % (r["echoed"], LINES), status])
+                    echoed = "%d/%d" % (r["echoed"], LINES)
+                    if r["extra"]:
+                        echoed += " +%d other" % r["extra"]
+                    rows.append([peer, cp, cp_role, path, fmt_side(rp), fmt_side(rc_), echoed, status])
                     print("%s %s vs %s (%s %s) in %.1f s" % (status, peer, cp, cp, cp_role, r["secs"]),
                           file=sys.stderr)
                     if not r["ok"]:
@@ -352,18 +433,22 @@ def main():
 
     head = ["peer", "counterpart", "counterpart role", "path", "peer connected",
             "counterpart connected", "echoed", "result"]
-    out = ["# Interop results", "",
-           "Generated by `interop/run_interop.py` on %s. The controlling side sends %d lines, the "
-           "controlled side echoes them (`--echo`). `yes N ms A→B`: connected after N ms, "
-           "selected pair local type A, remote type B." % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), LINES), "",
-           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
+    if counterpart == "icepunch":
+        title = "Against `icepunch connect`"
+    elif counterpart:
+        title = "Peers against %s (`run_interop.py --against %s`)" % (counterpart, counterpart)
+    else:
+        title = "Peers paired with each other (`run_interop.py` without `--icepunch`)"
+    section = ["## " + title, "",
+               "Generated on %s (paths: %s)." % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                        ", ".join(paths) or "no path"), "",
+               "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    section += ["| " + " | ".join(r) + " |" for r in rows]
     for p, why in skipped.items():
-        out.append("| %s | — | — | — | — | — | — | SKIPPED: %s |" % (p, why))
-    text = "\n".join(out) + "\n"
+        section.append("| %s | — | — | — | — | — | — | SKIPPED: %s |" % (p, why))
+    text = "\n".join(section) + "\n"
     try:
-        with open(args.results, "w") as f:
-            f.write(text)
+        write_results(args.results, title, text)
     except OSError as exc:
         print("cannot write %s: %s" % (args.results, exc), file=sys.stderr)
     print(text)

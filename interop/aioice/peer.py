@@ -20,8 +20,9 @@ except ImportError as exc:  # the runner checks this separately and skips the pe
     print(json.dumps({"connected": False, "error": "aioice not importable: %s" % exc}))
     sys.exit(1)
 
-# Frame types (first byte of every datagram), shared with `icepunch connect`.
-DATA, END, HELLO, HELLO_REPLY, PING, PONG = b"D", b"E", b"H", b"h", b"P", b"Q"
+# Data phase, as `icepunch connect`: raw datagrams, stdin lines longer than this are split.
+MAX_DATAGRAM = 1200
+DRAIN_QUIET, DRAIN_MAX = 0.5, 3.0  # after stdin EOF: quiet period, bound
 
 
 def parse_args():
@@ -35,6 +36,8 @@ def parse_args():
     p.add_argument("--relay-only", action="store_true")
     p.add_argument("--interface", action="append", default=[])
     p.add_argument("--echo", action="store_true")
+    p.add_argument("--idle", type=float, default=10.0,
+                   help="with --echo: end this many seconds after the last datagram, once one came")
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--json", action="store_true")
     return p.parse_args()
@@ -180,89 +183,125 @@ async def main():
         print("aioice peer: connected in %d ms: %s %s -> %s %s" % (
             ms, lc.type, result["local"], rc.type, result["remote"]), file=sys.stderr)
 
-    peer_ready = asyncio.Event()
-    peer_ended = asyncio.Event()
-    out = sys.stdout.buffer
+    # The data phase: raw datagrams, no framing, no handshake.
+    idle = a.idle
+    state = {"last": None, "lost": None}
 
-    async def send(frame):
+    def now():
+        return time.monotonic()
+
+    # Never asyncio.wait_for() around a queue get: before Python 3.12 a timeout racing with the
+    # item's arrival loses the item. One pending recv() task is kept across timeouts instead.
+    pending = {"recv": None}
+
+    async def recv_until(limit):
+        """The next datagram, or None when limit passes; records a lost connection."""
+        if pending["recv"] is None:
+            pending["recv"] = asyncio.ensure_future(conn.recv())
+        done, _ = await asyncio.wait({pending["recv"]}, timeout=max(0.0, limit - now()))
+        if not done:
+            return None
+        task, pending["recv"] = pending["recv"], None
         try:
-            await conn.send(frame)
-        except Exception as exc:
-            print("aioice peer: send failed: %r" % exc, file=sys.stderr)
+            data = task.result()
+        except ConnectionError as exc:  # closed, e.g. consent expired (RFC 7675)
+            state["lost"] = str(exc) or "connection lost"
+            return None
+        state["last"] = now()
+        return data
 
-    async def receiver():
-        while True:
-            try:
-                data = await conn.recv()
-            except Exception:
-                peer_ended.set()
-                return
-            if not data:
-                continue
-            kind, body = data[:1], data[1:]
-            if kind == DATA:
-                peer_ready.set()
-                if a.echo:
-                    await send(data)
-                else:
-                    out.write(body)
-                    out.flush()
-            elif kind == HELLO:
-                peer_ready.set()
-                await send(HELLO_REPLY)
-            elif kind == HELLO_REPLY:
-                peer_ready.set()
-            elif kind == END:
-                peer_ended.set()
-            elif kind == PING:
-                await send(PONG + body)
-
-    rx = asyncio.ensure_future(receiver())
-    # Hello handshake: the data phase starts once the peer is connected too.
-    hello_until = min(deadline, time.monotonic() + 10)
-    while not peer_ready.is_set() and time.monotonic() < hello_until:
-        await send(HELLO)
-        try:
-            await asyncio.wait_for(peer_ready.wait(), 0.05)
-        except asyncio.TimeoutError:
-            pass
-
-    async def wait_end(limit):
-        try:
-            await asyncio.wait_for(peer_ended.wait(), max(0.0, limit - time.monotonic()))
-        except asyncio.TimeoutError:
-            pass
-
+    if conn._queue.qsize():  # private, like _nominated: for the log only
+        print("aioice peer: %d datagram(s) arrived before connected, %s now" % (
+            conn._queue.qsize(), "echoed" if a.echo else "written"), file=sys.stderr)
+    rc = 0
     if a.echo:
-        await wait_end(deadline)  # echo until the peer says it is done
+        # aioice queues every non-STUN datagram its sockets receive (Connection._queue), also
+        # before connect() returns; recv() is only allowed once connected, so what came
+        # early is read (and echoed) now, in arrival order, ahead of anything later.
+        while state["lost"] is None:
+            limit = deadline
+            if state["last"] is not None:
+                limit = min(limit, state["last"] + idle)
+            if now() >= limit:
+                break
+            data = await recv_until(limit)
+            if data is None:
+                continue
+            try:
+                await conn.send(data)
+            except Exception as exc:
+                print("aioice peer: send failed: %r" % exc, file=sys.stderr)
     else:
-        queue = asyncio.Queue()
+        out = sys.stdout.buffer
 
-        def reader():
-            for line in iter(sys.stdin.buffer.readline, b""):
-                loop.call_soon_threadsafe(queue.put_nowait, line)
-            loop.call_soon_threadsafe(queue.put_nowait, None)
+        async def receiver():
+            while state["lost"] is None:
+                data = await recv_until(deadline)
+                if data is None:
+                    return
+                out.write(data)
+                out.flush()
+
+        rx = asyncio.ensure_future(receiver())
+        chunks = asyncio.Queue()
+
+        def reader():  # raw bytes: no decoding, no newline translation
+            while True:
+                try:
+                    chunk = os.read(0, 65536)
+                except OSError:
+                    chunk = b""
+                loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+                if not chunk:
+                    return
 
         threading.Thread(target=reader, daemon=True).start()
-        while time.monotonic() < deadline:
-            try:
-                line = await asyncio.wait_for(queue.get(), max(0.0, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
-                break
-            if line is None:
-                break
-            for i in range(0, len(line), 1000):
-                await send(DATA + line[i:i + 1000])
-        for _ in range(3):
-            await send(END)
-        # bounded drain: what is still on its way comes back meanwhile
-        await wait_end(min(deadline, time.monotonic() + 5))
-    if a.echo:
-        for _ in range(3):
-            await send(END)
-    rx.cancel()
+        buf, eof_at, get = b"", None, None
+        while eof_at is None and state["lost"] is None and now() < deadline:
+            if get is None:
+                get = asyncio.ensure_future(chunks.get())
+            done, _ = await asyncio.wait({get}, timeout=max(0.0, min(deadline, now() + 0.1) - now()))
+            if not done:
+                continue
+            chunk, get = get.result(), None
+            buf += chunk
+            # One datagram per line with its "\n"; longer lines in MAX_DATAGRAM pieces; the
+            # unterminated rest at EOF as it is.
+            while buf:
+                nl = buf.find(b"\n")
+                if 0 <= nl < MAX_DATAGRAM:
+                    n = nl + 1
+                elif len(buf) >= MAX_DATAGRAM:
+                    n = MAX_DATAGRAM
+                elif not chunk:
+                    n = len(buf)
+                else:
+                    break
+                try:
+                    await conn.send(buf[:n])
+                except Exception as exc:
+                    print("aioice peer: send failed: %r" % exc, file=sys.stderr)
+                buf = buf[n:]
+            if not chunk:
+                eof_at = now()
+        if eof_at is not None:
+            # Drain: until DRAIN_QUIET without a datagram, at most DRAIN_MAX after stdin EOF.
+            while state["lost"] is None and not rx.done():
+                quiet_from = max(eof_at, state["last"] or eof_at)
+                until = min(quiet_from + DRAIN_QUIET, eof_at + DRAIN_MAX, deadline)
+                if now() >= until:
+                    break
+                await asyncio.sleep(min(0.05, until - now()))
+        rx.cancel()
+        if get is not None:
+            get.cancel()
+    if pending["recv"] is not None:
+        pending["recv"].cancel()
+    if state["lost"] is not None:
+        print("aioice peer: connection lost: %s" % state["lost"], file=sys.stderr)
+        rc = 1
     await conn.close()
-    return 0
+    return rc
 
 
 if __name__ == "__main__":

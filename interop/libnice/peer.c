@@ -16,27 +16,27 @@
 #include <string.h>
 #include <unistd.h>
 
-#define FRAME_DATA 'D'
-#define FRAME_END 'E'
-#define FRAME_HELLO 'H'
-#define FRAME_HELLO_REPLY 'h'
-#define FRAME_PING 'P'
-#define FRAME_PONG 'Q'
+/* Data phase, as `icepunch connect`: raw datagrams; stdin lines longer than this are split. */
+#define MAX_DATAGRAM 1200
+#define DRAIN_QUIET_US (500 * G_TIME_SPAN_MILLISECOND) /* after stdin EOF: quiet period */
+#define DRAIN_MAX_US (3 * G_USEC_PER_SEC)             /* ... and its bound */
 
 typedef struct {
   /* options */
   gboolean controlling, relay_only, echo, json, tcp_only;
   const char *local_file, *remote_file, *turn, *user, *pass;
   GPtrArray *interfaces;
-  double timeout;
+  double timeout, idle;
   /* state */
   GMainLoop *loop;
   NiceAgent *agent;
   guint stream;
   gint64 start_us, deadline_us, checks_start_us;
-  gboolean gathered, have_remote, connected, peer_ready, peer_ended, stdin_done;
-  guint hello_source;
-  gint64 hello_until_us;
+  gboolean gathered, have_remote, connected, lost;
+  GQueue pending;          /* datagrams (GBytes) received before connected, or echoes not sent */
+  gint64 last_received_us; /* 0: nothing received yet */
+  GString *in;             /* stdin bytes not sent yet */
+  gint64 eof_us;           /* 0: stdin still open */
   int rc;
 } Peer;
 
@@ -89,22 +89,8 @@ static void endpoint(const NiceAddress *a, char *out, size_t n) {
     snprintf(out, n, "%s:%u", ip, nice_address_get_port(a));
 }
 
-static void send_frame(const char *data, size_t len) {
-  if (nice_agent_send(P.agent, P.stream, 1, (guint)len, data) < 0 && !P.json)
-    fprintf(stderr, "libnice peer: send failed\n");
-}
-
-static void send_byte(char c) { send_frame(&c, 1); }
-
-static void send_end(void) {
-  for (int i = 0; i < 3; i++)
-    send_byte(FRAME_END);
-}
-
-static gboolean quit_cb(gpointer data) {
-  (void)data;
-  g_main_loop_quit(P.loop);
-  return G_SOURCE_REMOVE;
+static gboolean send_datagram(const char *data, gsize len) {
+  return nice_agent_send(P.agent, P.stream, 1, (guint)len, data) == (gint)len;
 }
 
 static gboolean deadline_cb(gpointer data) {
@@ -116,110 +102,127 @@ static gboolean deadline_cb(gpointer data) {
   return G_SOURCE_REMOVE;
 }
 
-/* ---- data phase ---- */
+/* ---- data phase: raw datagrams, no framing, no handshake ---- */
 
-static gboolean drain_done_cb(gpointer data) {
-  (void)data;
-  g_main_loop_quit(P.loop);
-  return G_SOURCE_REMOVE;
-}
-
-static void on_peer_end(void) {
-  P.peer_ended = TRUE;
-  if (P.echo) {
-    send_end();
-    g_timeout_add(100, quit_cb, NULL); /* let the last frames leave */
-  } else if (P.stdin_done) {
-    g_main_loop_quit(P.loop);
+/* --echo: send back what is queued, in order, as far as sends work. */
+static void flush_echo_queue(void) {
+  GBytes *d;
+  while ((d = g_queue_peek_head(&P.pending))) {
+    gsize len;
+    const char *data = g_bytes_get_data(d, &len);
+    if (!send_datagram(data, len))
+      break;
+    g_bytes_unref(g_queue_pop_head(&P.pending));
   }
 }
 
+static void write_out(const char *data, gsize len) {
+  fwrite(data, 1, len, stdout);
+  fflush(stdout);
+}
+
+/* libnice hands every non-STUN datagram of a known stream to this callback, also before the
+ * component is connected (nice_agent_send() fails until there is a selected pair): so what
+ * comes early is queued, in arrival order (echo: sent back once connected; otherwise written
+ * after the result line). */
 static void recv_cb(NiceAgent *agent, guint stream, guint component, guint len, gchar *buf,
                     gpointer data) {
   (void)agent; (void)stream; (void)component; (void)data;
-  if (len == 0)
+  P.last_received_us = now_us();
+  if (P.connected && g_queue_is_empty(&P.pending)) {
+    if (!P.echo)
+      write_out(buf, len);
+    else if (send_datagram(buf, len))
+      return;
+    else
+      g_queue_push_tail(&P.pending, g_bytes_new(buf, len)); /* retried by the tick */
     return;
-  switch (buf[0]) {
-  case FRAME_DATA:
-    P.peer_ready = TRUE;
-    if (P.echo) {
-      send_frame(buf, len);
-    } else {
-      fwrite(buf + 1, 1, len - 1, stdout);
-      fflush(stdout);
-    }
-    break;
-  case FRAME_HELLO:
-    P.peer_ready = TRUE;
-    send_byte(FRAME_HELLO_REPLY);
-    break;
-  case FRAME_HELLO_REPLY:
-    P.peer_ready = TRUE;
-    break;
-  case FRAME_END:
-    if (!P.peer_ended)
-      on_peer_end();
-    break;
-  case FRAME_PING: {
-    gchar *pong = g_memdup2(buf, len);
-    pong[0] = FRAME_PONG;
-    send_frame(pong, len);
-    g_free(pong);
-    break;
   }
-  default:
-    break;
+  g_queue_push_tail(&P.pending, g_bytes_new(buf, len));
+  if (P.connected && P.echo)
+    flush_echo_queue();
+}
+
+/* --echo: until --timeout (deadline_cb), a lost connection, or --idle after the last datagram. */
+static gboolean echo_tick_cb(gpointer data) {
+  (void)data;
+  flush_echo_queue();
+  if (P.last_received_us && now_us() - P.last_received_us >= (gint64)(P.idle * G_USEC_PER_SEC)) {
+    g_main_loop_quit(P.loop);
+    return G_SOURCE_REMOVE;
+  }
+  return G_SOURCE_CONTINUE;
+}
+
+/* After stdin EOF: until DRAIN_QUIET without a datagram, at most DRAIN_MAX. */
+static gboolean drain_tick_cb(gpointer data) {
+  (void)data;
+  gint64 quiet_from = MAX(P.eof_us, P.last_received_us);
+  gint64 now = now_us();
+  if (now >= quiet_from + DRAIN_QUIET_US || now >= P.eof_us + DRAIN_MAX_US) {
+    g_main_loop_quit(P.loop);
+    return G_SOURCE_REMOVE;
+  }
+  return G_SOURCE_CONTINUE;
+}
+
+/* One datagram per line with its "\n"; longer lines in MAX_DATAGRAM pieces; the unterminated
+ * rest at EOF as it is. */
+static void send_stdin_datagrams(gboolean at_eof) {
+  while (P.in->len > 0) {
+    const char *nl = memchr(P.in->str, '\n', P.in->len);
+    gsize n = 0;
+    if (nl && (gsize)(nl - P.in->str) < MAX_DATAGRAM)
+      n = (gsize)(nl - P.in->str) + 1;
+    else if (P.in->len >= MAX_DATAGRAM)
+      n = MAX_DATAGRAM;
+    else if (at_eof)
+      n = P.in->len;
+    else
+      break;
+    if (!send_datagram(P.in->str, n))
+      fprintf(stderr, "libnice peer: send failed\n");
+    g_string_erase(P.in, 0, (gssize)n);
   }
 }
 
 static gboolean stdin_cb(GIOChannel *ch, GIOCondition cond, gpointer data) {
-  (void)cond; (void)data;
-  gchar *line = NULL;
-  gsize len = 0;
-  GIOStatus st = g_io_channel_read_line(ch, &line, &len, NULL, NULL);
-  if (st == G_IO_STATUS_NORMAL && line) {
-    for (gsize off = 0; off < len; off += 1000) {
-      gsize n = MIN(1000, len - off);
-      gchar *frame = g_malloc(n + 1);
-      frame[0] = FRAME_DATA;
-      memcpy(frame + 1, line + off, n);
-      send_frame(frame, n + 1);
-      g_free(frame);
-    }
-    g_free(line);
+  (void)ch; (void)cond; (void)data;
+  char chunk[65536];
+  ssize_t got = read(STDIN_FILENO, chunk, sizeof chunk); /* raw bytes, no line translation */
+  if (got < 0 && (errno == EINTR || errno == EAGAIN))
+    return G_SOURCE_CONTINUE;
+  if (got > 0) {
+    g_string_append_len(P.in, chunk, got);
+    send_stdin_datagrams(FALSE);
     return G_SOURCE_CONTINUE;
   }
-  g_free(line);
-  if (st == G_IO_STATUS_AGAIN)
-    return G_SOURCE_CONTINUE;
-  /* EOF or error: tell the peer, then drain briefly for what is still coming back */
-  P.stdin_done = TRUE;
-  send_end();
-  if (P.peer_ended)
-    g_main_loop_quit(P.loop);
-  else
-    g_timeout_add(5000, drain_done_cb, NULL);
+  send_stdin_datagrams(TRUE); /* EOF or error */
+  P.eof_us = now_us();
+  g_timeout_add(20, drain_tick_cb, NULL);
   return G_SOURCE_REMOVE;
 }
 
 static void start_data_phase(void) {
-  if (P.echo)
-    return; /* echo until the peer sends END (or --timeout) */
+  if (!g_queue_is_empty(&P.pending))
+    fprintf(stderr, "libnice peer: %u datagram(s) arrived before connected, %s now\n",
+            g_queue_get_length(&P.pending), P.echo ? "echoed" : "written");
+  if (P.echo) {
+    flush_echo_queue();
+    g_timeout_add(20, echo_tick_cb, NULL);
+    return;
+  }
+  GBytes *d;
+  while ((d = g_queue_pop_head(&P.pending))) {
+    gsize len;
+    const char *bytes = g_bytes_get_data(d, &len);
+    write_out(bytes, len);
+    g_bytes_unref(d);
+  }
+  P.in = g_string_new(NULL);
   GIOChannel *ch = g_io_channel_unix_new(STDIN_FILENO);
-  g_io_channel_set_encoding(ch, NULL, NULL);
   g_io_add_watch(ch, G_IO_IN | G_IO_HUP | G_IO_ERR, stdin_cb, NULL);
   g_io_channel_unref(ch);
-}
-
-static gboolean hello_cb(gpointer data) {
-  (void)data;
-  if (P.peer_ready || now_us() >= P.hello_until_us) {
-    P.hello_source = 0;
-    start_data_phase();
-    return G_SOURCE_REMOVE;
-  }
-  send_byte(FRAME_HELLO);
-  return G_SOURCE_CONTINUE;
 }
 
 /* ---- connecting ---- */
@@ -247,18 +250,20 @@ static void maybe_connected(void) {
     fprintf(stderr, "libnice peer: connected in %ld ms: %s %s -> %s %s\n", ms,
             type_name(local->type), l, type_name(remote->type), r);
   }
-  P.hello_until_us = MIN(P.deadline_us, now_us() + 10 * G_USEC_PER_SEC);
-  send_byte(FRAME_HELLO);
-  P.hello_source = g_timeout_add(50, hello_cb, NULL);
+  start_data_phase();
 }
 
 static void state_cb(NiceAgent *agent, guint stream, guint component, guint state, gpointer d) {
   (void)agent; (void)stream; (void)component; (void)d;
   if (state == NICE_COMPONENT_STATE_FAILED) {
-    if (!P.connected)
+    if (!P.connected) {
       fail("not connected: ICE failed");
-    else
+    } else if (!P.lost) {
+      P.lost = TRUE;
+      fprintf(stderr, "libnice peer: connection lost: ICE failed\n");
+      P.rc = 1;
       g_main_loop_quit(P.loop);
+    }
     return;
   }
   maybe_connected();
@@ -353,6 +358,17 @@ static void gathering_done_cb(NiceAgent *agent, guint stream, gpointer data) {
   g_free(pwd);
 }
 
+static void closed_cb(GObject *src, GAsyncResult *res, gpointer data) {
+  (void)src; (void)res; (void)data;
+  g_main_loop_quit(P.loop);
+}
+
+static gboolean close_bound_cb(gpointer data) {
+  (void)data;
+  g_main_loop_quit(P.loop);
+  return G_SOURCE_REMOVE;
+}
+
 /* ---- setup ---- */
 
 static gboolean add_interface(const char *name) {
@@ -407,7 +423,7 @@ static void usage(const char *msg) {
   fprintf(msg ? stderr : stdout,
           "usage: libnice-peer --role controlling|controlled --local-file L --remote-file R\n"
           "  [--turn turn:IP:PORT?transport=udp --user U --pass P] [--relay-only]\n"
-          "  [--interface ADDR|NAME] [--echo] [--timeout S] [--json]\n");
+          "  [--interface ADDR|NAME] [--echo [--idle S]] [--timeout S] [--json]\n");
   exit(msg ? 2 : 0);
 }
 
@@ -415,6 +431,8 @@ int main(int argc, char **argv) {
   const char *role = NULL;
   P.interfaces = g_ptr_array_new();
   P.timeout = 60;
+  P.idle = 10;
+  g_queue_init(&P.pending);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
 #define VALUE() (i + 1 < argc ? argv[++i] : (usage("missing value"), NULL))
@@ -426,6 +444,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--pass")) P.pass = VALUE();
     else if (!strcmp(a, "--interface")) g_ptr_array_add(P.interfaces, (gpointer)VALUE());
     else if (!strcmp(a, "--timeout")) P.timeout = atof(VALUE());
+    else if (!strcmp(a, "--idle")) P.idle = atof(VALUE());
     else if (!strcmp(a, "--relay-only")) P.relay_only = TRUE;
     else if (!strcmp(a, "--echo")) P.echo = TRUE;
     else if (!strcmp(a, "--json")) P.json = TRUE;
@@ -475,9 +494,19 @@ int main(int argc, char **argv) {
     emit_json_error("gathering failed to start");
     return 1;
   }
-  g_timeout_add((guint)(P.timeout * 1000), deadline_cb, NULL);
+  guint deadline = g_timeout_add((guint)(P.timeout * 1000), deadline_cb, NULL);
   g_main_loop_run(P.loop);
   fflush(stdout);
+  /* Release TURN allocations (and whatever else) cleanly, bounded to 1 s. */
+  if (!g_main_context_find_source_by_id(g_main_loop_get_context(P.loop), deadline))
+    deadline = 0; /* fired already */
+  if (deadline)
+    g_source_remove(deadline);
+  nice_agent_close_async(P.agent, closed_cb, NULL);
+  guint bound = g_timeout_add(1000, close_bound_cb, NULL);
+  g_main_loop_run(P.loop);
+  if (g_main_context_find_source_by_id(g_main_loop_get_context(P.loop), bound))
+    g_source_remove(bound);
   g_object_unref(P.agent);
   g_main_loop_unref(P.loop);
   return P.rc;

@@ -3,7 +3,6 @@
 import { createRequire } from "node:module";
 import fs from "node:fs";
 import os from "node:os";
-import readline from "node:readline";
 
 const require = createRequire(import.meta.url);
 let ice, utils;
@@ -17,11 +16,12 @@ try {
 }
 const { Connection, Candidate } = ice;
 
-// Frame types (first byte of every datagram), shared with `icepunch connect`.
-const DATA = 0x44, END = 0x45, HELLO = 0x48, HELLO_REPLY = 0x68, PING = 0x50, PONG = 0x51;
+// Data phase, as `icepunch connect`: raw datagrams; stdin lines longer than this are split.
+const MAX_DATAGRAM = 1200;
+const DRAIN_QUIET_MS = 500, DRAIN_MAX_MS = 3000; // after stdin EOF: quiet period, bound
 
 function parseArgs(argv) {
-  const a = { interface: [], timeout: 60, echo: false, json: false, relayOnly: false };
+  const a = { interface: [], timeout: 60, idle: 10, echo: false, json: false, relayOnly: false };
   const need = (i) => {
     if (i + 1 >= argv.length) usage(`${argv[i]} needs a value`);
     return argv[i + 1];
@@ -36,6 +36,7 @@ function parseArgs(argv) {
       case "--pass": a.pass = need(i); i++; break;
       case "--interface": a.interface.push(need(i)); i++; break;
       case "--timeout": a.timeout = Number(need(i)); i++; break;
+      case "--idle": a.idle = Number(need(i)); i++; break;
       case "--relay-only": a.relayOnly = true; break;
       case "--echo": a.echo = true; break;
       case "--json": a.json = true; break;
@@ -53,7 +54,7 @@ function parseArgs(argv) {
 function usage(msg) {
   const text = "usage: peer.mjs --role controlling|controlled --local-file L --remote-file R\n" +
     "  [--turn turn:IP:PORT?transport=udp --user U --pass P] [--relay-only]\n" +
-    "  [--interface ADDR|NAME] [--echo] [--timeout S] [--json]\n";
+    "  [--interface ADDR|NAME] [--echo [--idle S]] [--timeout S] [--json]\n";
   if (msg) { process.stderr.write(`werift peer: ${msg}\n${text}`); process.exit(2); }
   process.stdout.write(text); process.exit(0);
 }
@@ -153,8 +154,12 @@ async function main() {
   }
   await conn.addRemoteCandidate(undefined);
 
-  // Frames arriving before the hello loop starts still count.
-  let peerReady = false, peerEnded = false;
+  // Data phase: raw datagrams, no framing, no handshake. werift hands every non-STUN datagram
+  // to onData as soon as a socket has it, also before connect() resolves, while send() before
+  // then silently drops: so what arrives early is queued (echo: sent back once connected;
+  // otherwise: written after the result line), in arrival order.
+  let connected = false, lost = null, lastReceived = null;
+  const early = [];
   const waiters = new Set();
   const wake = () => { for (const w of waiters) w(); };
   const waitFor = (pred, ms) => new Promise((resolve) => {
@@ -163,19 +168,23 @@ async function main() {
     const w = () => { if (pred()) { clearTimeout(t); waiters.delete(w); resolve(true); } };
     waiters.add(w);
   });
-  const send = async (buf) => { try { await conn.send(buf); } catch (e) { process.stderr.write(`werift peer: send failed: ${e.message}\n`); } };
+  let received = 0, sent = 0, unsendable = 0;
+  const send = async (buf) => {
+    // conn.send() returns silently, sending nothing, without consent to send (RFC 7675).
+    if (!conn.canSendApplicationData()) { unsendable++; return; }
+    try { await conn.send(buf); sent++; } catch (e) { process.stderr.write(`werift peer: send failed: ${e.message}\n`); }
+  };
   conn.onData.subscribe((data) => {
-    if (!data.length) return;
-    const kind = data[0], body = data.subarray(1);
-    if (kind === DATA) {
-      peerReady = true;
-      if (a.echo) send(Buffer.from(data));
-      else process.stdout.write(body);
-    } else if (kind === HELLO) { peerReady = true; send(Buffer.from([HELLO_REPLY])); }
-    else if (kind === HELLO_REPLY) peerReady = true;
-    else if (kind === END) peerEnded = true;
-    else if (kind === PING) send(Buffer.concat([Buffer.from([PONG]), body]));
+    lastReceived = Date.now();
+    received++;
+    const copy = Buffer.from(data);
+    if (!connected || early.length || (a.echo && !conn.canSendApplicationData())) early.push(copy);
+    else if (a.echo) send(copy);
+    else process.stdout.write(copy);
     wake();
+  });
+  conn.stateChanged.subscribe((state) => {
+    if (connected && (state === "failed" || state === "closed") && !lost) { lost = `ICE state ${state}`; wake(); }
   });
 
   try {
@@ -191,35 +200,64 @@ async function main() {
   if (a.json) process.stdout.write(JSON.stringify(result) + "\n");
   else process.stderr.write(`werift peer: connected in ${ms} ms: ${lc.type} ${result.local} -> ${rc.type} ${result.remote}\n`);
 
-  // Hello handshake: the data phase starts once the peer is connected too.
-  const helloUntil = Math.min(deadline, Date.now() + 10000);
-  while (!peerReady && Date.now() < helloUntil) {
-    await send(Buffer.from([HELLO]));
-    await waitFor(() => peerReady, 50);
-  }
+  connected = true;
+  if (early.length) process.stderr.write(`werift peer: ${early.length} datagram(s) arrived before connected, ${a.echo ? "echoed" : "written"} now\n`);
+  // Echo: what is queued goes out in order, as far as sending is possible (retried every tick);
+  // new arrivals queue behind it until the queue is empty.
+  const flushEarly = async () => {
+    while (early.length && conn.canSendApplicationData()) await send(early.shift());
+  };
+  if (a.echo) await flushEarly();
+  else while (early.length) process.stdout.write(early.shift());
 
-  const sendEnd = async () => { for (let i = 0; i < 3; i++) await send(Buffer.from([END])); };
   if (a.echo) {
-    await waitFor(() => peerEnded, deadline - Date.now());
-    await sendEnd();
-  } else {
-    const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
-    let stdinDone = false;
-    const queue = [];
-    rl.on("line", (l) => { queue.push(l + "\n"); wake(); });
-    rl.on("close", () => { stdinDone = true; wake(); });
-    while (Date.now() < deadline) {
-      await waitFor(() => queue.length > 0 || stdinDone, deadline - Date.now());
-      while (queue.length) {
-        const line = Buffer.from(queue.shift());
-        for (let i = 0; i < line.length; i += 1000)
-          await send(Buffer.concat([Buffer.from([DATA]), line.subarray(i, i + 1000)]));
-      }
-      if (stdinDone) break;
+    // stdin is not read. Until --timeout, a lost connection, or --idle after the last datagram.
+    const idleMs = a.idle * 1000;
+    for (;;) {
+      const limit = lastReceived === null ? deadline : Math.min(deadline, lastReceived + idleMs);
+      if (lost || Date.now() >= limit) break;
+      await waitFor(() => lost !== null, Math.min(50, limit - Date.now()));
+      await flushEarly();
     }
-    await sendEnd();
-    // Bounded drain: what is still on its way comes back meanwhile.
-    await waitFor(() => peerEnded, Math.min(deadline, Date.now() + 5000) - Date.now());
+  } else {
+    // One datagram per stdin line with its "\n" (raw bytes); longer lines in MAX_DATAGRAM pieces.
+    let buf = Buffer.alloc(0), eof = false;
+    const chunks = [];
+    process.stdin.on("data", (c) => { chunks.push(c); wake(); });
+    process.stdin.on("end", () => { eof = true; wake(); });
+    process.stdin.on("error", () => { eof = true; wake(); });
+    let eofAt = null;
+    while (eofAt === null && !lost && Date.now() < deadline) {
+      await waitFor(() => chunks.length > 0 || eof || lost !== null, deadline - Date.now());
+      if (chunks.length) buf = Buffer.concat([buf, ...chunks.splice(0)]);
+      const atEnd = eof && chunks.length === 0;
+      while (buf.length) {
+        const nl = buf.indexOf(0x0a);
+        let n = 0;
+        if (nl >= 0 && nl < MAX_DATAGRAM) n = nl + 1;
+        else if (buf.length >= MAX_DATAGRAM) n = MAX_DATAGRAM;
+        else if (atEnd) n = buf.length;
+        else break;
+        while (!conn.canSendApplicationData() && !lost && Date.now() < deadline) await sleep(5);
+        await send(buf.subarray(0, n));
+        buf = buf.subarray(n);
+      }
+      if (atEnd) eofAt = Date.now();
+    }
+    if (eofAt !== null) {
+      // Drain: until DRAIN_QUIET_MS without a datagram, at most DRAIN_MAX_MS after stdin EOF.
+      for (;;) {
+        const until = Math.min(Math.max(eofAt, lastReceived ?? eofAt) + DRAIN_QUIET_MS, eofAt + DRAIN_MAX_MS, deadline);
+        if (lost || Date.now() >= until) break;
+        await waitFor(() => lost !== null, Math.min(50, until - Date.now()));
+      }
+    }
+    process.stdin.pause();
+  }
+  process.stderr.write(`werift peer: received ${received} datagram(s), sent ${sent}, ${unsendable} not sendable (state ${conn.state}, nominated ${!!conn.nominated}, consent ${conn.consentFresh})\n`);
+  if (lost) {
+    process.stderr.write(`werift peer: connection lost: ${lost}\n`);
+    return 1;
   }
   return 0;
 }
