@@ -248,6 +248,10 @@ def expected_lines():
     return out
 
 
+# Stacks without RFC 6544 ICE-TCP (aioice 0.8 parses TCP candidates but never pairs them).
+NO_ICE_TCP = {"aioice"}
+
+
 def run_pair(ctl_name, ctl_cmd, ctd_name, ctd_cmd, path, turn, workdir, pair_timeout):
     """Controlling side sends LINES lines; controlled side echoes (--echo --idle ECHO_IDLE)."""
     tag = "%s-ctl_%s-ctd_%s" % (path, ctl_name, ctd_name)
@@ -257,6 +261,8 @@ def run_pair(ctl_name, ctl_cmd, ctd_name, ctd_cmd, path, turn, workdir, pair_tim
     common = ["--json", "--timeout", str(pair_timeout), "--interface", "127.0.0.1"]
     if path == "relay":
         common += ["--turn", turn.url(), "--user", TURN_USER, "--pass", TURN_PASS, "--relay-only"]
+    if path == "tcp":
+        common += ["--tcp-only"]  # RFC 6544 ICE-TCP host candidates only
     start = time.monotonic()
     hard = start + pair_timeout + 5
     ctd = Side(ctd_name, ctd_cmd + ["--role", "controlled", "--local-file", fb, "--remote-file", fa,
@@ -349,7 +355,7 @@ def main():
     ap.add_argument("--icepunch", help="icepunch CLI (with a connect subcommand): the counterpart")
     ap.add_argument("--against", help="counterpart peer name instead of icepunch (aioice, werift, libnice)")
     ap.add_argument("--peers", default="aioice,werift,libnice")
-    ap.add_argument("--paths", default="host,relay")
+    ap.add_argument("--paths", default="host,relay,tcp")
     ap.add_argument("--libnice-peer", help="path of the built libnice-peer executable")
     ap.add_argument("--pair-timeout", type=float, default=20.0)
     ap.add_argument("--results", default=os.path.join(HERE, "RESULTS.md"))
@@ -409,6 +415,8 @@ def main():
         for peer, cp, cmd in jobs:
             for cp_role in ("controlled", "controlling"):
                 for path in paths:
+                    if path == "tcp" and (peer in NO_ICE_TCP or cp in NO_ICE_TCP):
+                        continue
                     if cp_role == "controlled":
                         r = run_pair(peer, available[peer], cp, cmd, path, turn, workdir, args.pair_timeout)
                         rp, rc_ = r["ctl"], r["ctd"]

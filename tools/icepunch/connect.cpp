@@ -90,8 +90,9 @@ const char* const kHelp =
     "  -h, --help          this text\n"
     "\n"
     "ms_to_connected counts from having the peer's description to the selected pair.\n"
-    "exit status: 0 connected (and, with --ping or --bench, something echoed), 1 not connected,\n"
-    "connection lost or another failure, 2 usage error.\n";
+    "exit status: 0 connected (and, with --ping or --bench, something echoed; with --echo, a\n"
+    "peer that leaves after its data was echoed is a normal end), 1 not connected, connection\n"
+    "lost or another failure, 2 usage error.\n";
 
 constexpr std::size_t kMaxDatagram = 1200; // stdin lines longer than this are split
 constexpr std::size_t kBenchSize = 1200;
@@ -791,7 +792,12 @@ int runConnect(int argc, char** argv) {
     }
     {
         std::lock_guard lock(s.mutex);
-        if (s.failure) {
+        if (s.failure && o.echo && s.echoed > 0) {
+            // An echo service's peer leaving after its data was answered is the normal end (over
+            // ICE-TCP the close is seen at once, before any --idle).
+            std::fprintf(stderr, "icepunch connect: the peer went away after %llu datagrams (%s)\n",
+                         static_cast<unsigned long long>(s.echoed), s.failure->message.c_str());
+        } else if (s.failure) {
             std::fprintf(stderr, "icepunch connect: connection lost: %s\n",
                          s.failure->message.c_str());
             rc = kExitFailure;
