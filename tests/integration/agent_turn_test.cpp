@@ -183,7 +183,7 @@ TEST_F(AgentTurn, RestSharedSecretCredentialsAreAccepted) {
     peers.startTrickle();
     ASSERT_TRUE(peers.waitConnected()) << coturn->logTail();
     EXPECT_TRUE(peers.a.events->pair->isRelayed());
-    EXPECT_TRUE(exchange(peers.a, peers.b, 200, 100));
+    EXPECT_TRUE(exchange(peers.a, peers.b, 200, 100, 32, 20s)) << peers.b.events->received;
 }
 
 TEST_F(AgentTurn, WrongSharedSecretIsRefused) {
