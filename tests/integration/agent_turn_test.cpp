@@ -266,7 +266,7 @@ TEST_F(AgentTurn, MixedModeConnectsDirectlyWhileRelayIsGathered) {
     ASSERT_TRUE(peers.waitConnected());
     // Host beats relay when both work.
     EXPECT_FALSE(peers.a.events->pair->isRelayed());
-    EXPECT_TRUE(exchange(peers.a, peers.b, 500, 100));
+    EXPECT_TRUE(exchange(peers.a, peers.b, 500, 100, 32, 20s));
 }
 
 } // namespace
