@@ -431,7 +431,15 @@ void pump(Peer& from, Peer& to, int count, size_t size, size_t window, bool loss
             std::lock_guard lock(to.events->mutex);
             writtenOff = sent - (to.events->received - base);
         }
-        if (!from.agent->send(from.stream, 1, payload)) {
+        bool ok = static_cast<bool>(from.agent->send(from.stream, 1, payload));
+        // Under loss the selected pair can be briefly unusable (e.g. renominated): keep trying
+        // until the time is up; a connection that stays dead still ends with no data.
+        while (!ok && lossy && remaining().count() > 0) {
+            to.events->waitFor([] { return false; },
+                               std::min(remaining(), std::chrono::milliseconds(20)));
+            ok = static_cast<bool>(from.agent->send(from.stream, 1, payload));
+        }
+        if (!ok) {
             break;
         }
         ++sent;
