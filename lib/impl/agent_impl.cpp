@@ -295,33 +295,7 @@ Status Agent::Impl::gather(StreamId id) {
         if (stream->servers[i].isTurn || stream->servers[i].reported) {
             continue;
         }
-        const ServerUri uri = stream->servers[i].status.uri;
-        auto ip = impl::resolveHost(uri.host, config_.ipv4, config_.ipv6);
-        if (!ip) {
-            reportServer(id, i, {uri, false, {}, 0, ip.error().message, {}});
-            continue;
-        }
-        impl::ProbeEndpoint endpoint{*ip, uri.port, uri.effectiveTransport()};
-        std::thread([weak = weak_from_this(), endpoint, uri, id, i, timeout = config_.gatherTimeout,
-                     cancel = cancelProbes_, start = stream->gatherStart] {
-            auto result = impl::stunBinding(endpoint, timeout, cancel.get());
-            auto self = weak.lock();
-            if (!self || *cancel) {
-                return;
-            }
-            ServerStatus status{
-                uri,
-                result.ok,
-                std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start),
-                result.stunError,
-                result.ok ? "reachable" : result.error,
-                {}};
-            self->loop_->post([weak, id, i, status] {
-                if (auto s = weak.lock()) {
-                    s->reportServer(id, i, status);
-                }
-            });
-        }).detach();
+        probeServer(id, i, config_.gatherTimeout, "reachable");
     }
     return {};
 }
@@ -444,62 +418,65 @@ void Agent::Impl::diagnoseServers(StreamId id) {
     bool haveSrflx =
         std::any_of(stream->localCandidates.begin(), stream->localCandidates.end(),
                     [](const Candidate& c) { return c.type == CandidateType::ServerReflexive; });
+    auto remaining = config_.gatherTimeout - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                 Clock::now() - stream->gatherStart);
     for (size_t i = 0; i < stream->servers.size(); ++i) {
-        ServerSlot& slot = stream->servers[i];
-        if (slot.reported) {
-            continue;
+        if (!stream->servers[i].reported) {
+            probeServer(id, i, std::max(remaining, std::chrono::milliseconds(500)),
+                        haveSrflx ? "reachable"
+                                  : "reachable (mapped address is a host address: no NAT)");
         }
-        const ServerUri uri = slot.status.uri;
-        auto ip = impl::resolveHost(uri.host, config_.ipv4, config_.ipv6);
-        if (!ip) {
-            reportServer(id, i, {uri, false, {}, 0, ip.error().message, {}});
-            continue;
-        }
-        impl::ProbeEndpoint endpoint{*ip, uri.port, uri.effectiveTransport()};
-        if (slot.probeVia) {
-            endpoint = *slot.probeVia; // turns: the TLS bridge carries the check too
-        }
-        TurnCredentials creds;
-        if (slot.isTurn) {
-            creds = config_.turnServers[slot.turnIndex].credentials();
-        }
-        auto remaining =
-            config_.gatherTimeout - std::chrono::duration_cast<std::chrono::milliseconds>(
-                                        Clock::now() - stream->gatherStart);
-        auto timeout = std::max(remaining, std::chrono::milliseconds(500));
-        bool isTurn = slot.isTurn;
-        std::thread([weak = weak_from_this(), endpoint, uri, id, i, creds, isTurn, timeout,
-                     haveSrflx, cancel = cancelProbes_, start = stream->gatherStart] {
-            ServerStatus status{uri, false, {}, 0, {}, {}};
-            if (isTurn) {
-                auto r = impl::turnAllocate(endpoint, creds.username, creds.password, timeout,
-                                            cancel.get(), true);
-                status.ok = r.ok;
-                status.stunError = r.stunError;
-                status.message =
-                    r.ok ? "relay allocated by a check, but libnice got none" : r.message;
-            } else {
-                auto r = impl::stunBinding(endpoint, timeout, cancel.get());
-                status.ok = r.ok;
-                status.stunError = r.stunError;
-                status.message = r.ok ? (haveSrflx ? "reachable"
-                                                   : "reachable (mapped address is a host "
-                                                     "address: no NAT)")
-                                      : r.error;
-            }
-            status.elapsed =
-                std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
-            auto self = weak.lock();
-            if (!self || *cancel) {
-                return;
-            }
-            self->loop_->post([weak, id, i, status] {
-                if (auto s = weak.lock()) {
-                    s->reportServer(id, i, status);
-                }
-            });
-        }).detach();
     }
+}
+
+// Asks one server ourselves, off the loop (blocking probe on a short-lived thread), and reports
+// the answer on the loop.
+void Agent::Impl::probeServer(StreamId id, size_t slotIndex, std::chrono::milliseconds timeout,
+                              std::string stunOkMessage) {
+    Stream* stream = findStream(id);
+    const ServerSlot& slot = stream->servers[slotIndex];
+    const ServerUri uri = slot.status.uri;
+    auto ip = impl::resolveHost(uri.host, config_.ipv4, config_.ipv6);
+    if (!ip) {
+        reportServer(id, slotIndex, {uri, false, {}, 0, ip.error().message, {}});
+        return;
+    }
+    impl::ProbeEndpoint endpoint{*ip, uri.port, uri.effectiveTransport()};
+    if (slot.probeVia) {
+        endpoint = *slot.probeVia; // turns: the TLS bridge carries the check too
+    }
+    std::optional<TurnCredentials> creds;
+    if (slot.isTurn) {
+        creds = config_.turnServers[slot.turnIndex].credentials();
+    }
+    std::thread([weak = weak_from_this(), endpoint, uri, id, slotIndex, creds, timeout,
+                 stunOkMessage = std::move(stunOkMessage), cancel = cancelProbes_,
+                 start = stream->gatherStart] {
+        ServerStatus status{uri, false, {}, 0, {}, {}};
+        if (creds) {
+            auto r = impl::turnAllocate(endpoint, creds->username, creds->password, timeout,
+                                        cancel.get(), true);
+            status.ok = r.ok;
+            status.stunError = r.stunError;
+            status.message = r.ok ? "relay allocated by a check, but libnice got none" : r.message;
+        } else {
+            auto r = impl::stunBinding(endpoint, timeout, cancel.get());
+            status.ok = r.ok;
+            status.stunError = r.stunError;
+            status.message = r.ok ? stunOkMessage : r.error;
+        }
+        status.elapsed =
+            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+        auto self = weak.lock();
+        if (!self || *cancel) {
+            return;
+        }
+        self->loop_->post([weak, id, slotIndex, status] {
+            if (auto s = weak.lock()) {
+                s->reportServer(id, slotIndex, status);
+            }
+        });
+    }).detach();
 }
 
 void Agent::Impl::setComponentState(StreamId id, ComponentId componentId, ComponentState state) {

@@ -88,6 +88,8 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     void onGatherTimeout(StreamId id);
     void onConnectTimeout(StreamId id);
     void diagnoseServers(StreamId id);
+    void probeServer(StreamId id, size_t slotIndex, std::chrono::milliseconds timeout,
+                     std::string stunOkMessage);
     void reportServer(StreamId id, size_t slot, ServerStatus status);
     void setComponentState(StreamId id, ComponentId component, ComponentState state);
     void startConnectTimer(StreamId id);
