@@ -146,9 +146,10 @@ Status Agent::Impl::init() {
     g_object_set(agent_, "controlling-mode", config_.role == Role::Controlling, "upnp",
                  config_.upnp, "ice-udp", config_.udp, "ice-tcp", config_.tcp, "force-relay",
                  config_.policy == CandidatePolicy::RelayOnly, nullptr);
-    g_object_set(agent_, "stun-pacing-timer",
-                 guint(std::max<int64_t>(1, config_.checkPacing.count())), "stun-initial-timeout",
-                 guint(std::max<int64_t>(1, config_.checkTimeout.count())), nullptr);
+    g_object_set(
+        agent_, "stun-pacing-timer", guint(std::max<int64_t>(1, config_.checkPacing.count())),
+        "stun-initial-timeout", guint(std::max<int64_t>(1, config_.stunTimeout.count())),
+        "stun-max-retransmissions", guint(std::max(1u, config_.stunRetransmissions)), nullptr);
 
     if (!config_.stunServers.empty()) {
         const auto& stun = config_.stunServers.front();
