@@ -801,9 +801,8 @@ void runScale(const Options& o) {
     int wanted = std::min(o.pairs, fit);
     std::string capped;
     if (wanted < o.pairs) {
-        capped = "RLIMIT_NOFILE " + std::to_string(limit) +
-                 " holds " + std::to_string(wanted) + " pairs at " +
-                 std::to_string(fdsPerPair) + " fds per pair";
+        capped = "RLIMIT_NOFILE " + std::to_string(limit) + " holds " + std::to_string(wanted) +
+                 " pairs at " + std::to_string(fdsPerPair) + " fds per pair";
     }
     std::vector<std::unique_ptr<IcePair>> pairs;
     pairs.reserve(static_cast<size_t>(wanted));

@@ -189,6 +189,7 @@ Result<StreamId> Agent::Impl::addStream(unsigned components) {
     }
     Stream& stream = streams_[id];
     stream.components.resize(components);
+    updateIdleTimeout();
     for (unsigned c = 1; c <= components; ++c) {
         if (config_.portMin || config_.portMax) {
             nice_agent_set_port_range(agent_, id, c, config_.portMin, config_.portMax);
@@ -503,6 +504,7 @@ void Agent::Impl::setComponentState(StreamId id, ComponentId componentId, Compon
             stopTimer(stream->connectTimer);
         }
     }
+    updateIdleTimeout();
     emit([this, id, componentId, state] {
         if (callbacks_.stateChanged) {
             callbacks_.stateChanged(id, componentId, state);
@@ -523,6 +525,27 @@ void Agent::Impl::setComponentState(StreamId id, ComponentId componentId, Compon
                 callbacks_.failed(id, componentId, failure);
             }
         });
+    }
+}
+
+// When its checks have nothing left to do, libnice keeps ticking every Ta for "idle-timeout"
+// (5 s) before stopping, the grace period before it declares a component with only failed pairs
+// failed (and trickled candidates may still come). A connected component does not need it, yet
+// each agent would wake 500 times after connecting; with thousands of agents on one loop that
+// is most of the cost of connecting them. So: libnice's 5 s while anything is unconnected, its
+// minimum (50 ms) once everything is. New checks (trickled candidates) restart the timer.
+void Agent::Impl::updateIdleTimeout() {
+    bool connected = !streams_.empty();
+    for (const auto& [id, stream] : streams_) {
+        for (const auto& c : stream.components) {
+            connected = connected && (c.state == ComponentState::Connected ||
+                                      c.state == ComponentState::Completed);
+        }
+    }
+    unsigned want = connected ? 50 : 5000;
+    if (want != idleTimeoutMs_) {
+        idleTimeoutMs_ = want;
+        g_object_set(agent_, "idle-timeout", guint(want), nullptr);
     }
 }
 

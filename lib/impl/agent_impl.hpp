@@ -92,6 +92,7 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
                      std::string stunOkMessage);
     void reportServer(StreamId id, size_t slot, ServerStatus status);
     void setComponentState(StreamId id, ComponentId component, ComponentState state);
+    void updateIdleTimeout();
     void startConnectTimer(StreamId id);
     Stream* findStream(StreamId id);
     // Index of the first STUN server whose status comes from a probe rather than a srflx.
@@ -117,6 +118,7 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     NiceAgent* agent_ = nullptr;
     std::shared_ptr<CallbackGate> gate_ = std::make_shared<CallbackGate>();
     std::map<StreamId, Stream> streams_;
+    unsigned idleTimeoutMs_ = 5000; // libnice "idle-timeout" as last set (its default)
     std::vector<std::unique_ptr<impl::TlsBridge>> bridges_; // one per turns: server and stream
     std::shared_ptr<std::atomic<bool>> cancelProbes_ = std::make_shared<std::atomic<bool>>(false);
 
