@@ -542,11 +542,7 @@ void Agent::Impl::updateIdleTimeout() {
                                       c.state == ComponentState::Completed);
         }
     }
-    unsigned want = connected ? 50 : 5000;
-    if (want != idleTimeoutMs_) {
-        idleTimeoutMs_ = want;
-        g_object_set(agent_, "idle-timeout", guint(want), nullptr);
-    }
+    g_object_set(agent_, "idle-timeout", guint(connected ? 50 : 5000), nullptr);
 }
 
 void Agent::Impl::onStateChanged(StreamId id, ComponentId component, NiceComponentState state) {

@@ -118,7 +118,6 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     NiceAgent* agent_ = nullptr;
     std::shared_ptr<CallbackGate> gate_ = std::make_shared<CallbackGate>();
     std::map<StreamId, Stream> streams_;
-    unsigned idleTimeoutMs_ = 5000; // libnice "idle-timeout" as last set (its default)
     std::vector<std::unique_ptr<impl::TlsBridge>> bridges_; // one per turns: server and stream
     std::shared_ptr<std::atomic<bool>> cancelProbes_ = std::make_shared<std::atomic<bool>>(false);
 
