@@ -200,11 +200,16 @@ Result<StreamId> Agent::Impl::addStream(unsigned components) {
     }
     // The first STUN server feeds libnice; every configured server gets a status report.
     for (const auto& stun : config_.stunServers) {
-        stream.servers.push_back({ServerStatus{stun, false, {}, 0, {}, {}}, false, false, 0, {}});
+        ServerSlot slot;
+        slot.status.uri = stun;
+        stream.servers.push_back(std::move(slot));
     }
     for (size_t i = 0; i < config_.turnServers.size(); ++i) {
-        stream.servers.push_back(
-            {ServerStatus{config_.turnServers[i].uri, false, {}, 0, {}, {}}, false, true, i, {}});
+        ServerSlot slot;
+        slot.status.uri = config_.turnServers[i].uri;
+        slot.isTurn = true;
+        slot.turnIndex = i;
+        stream.servers.push_back(std::move(slot));
     }
     return id;
 }
@@ -241,6 +246,12 @@ Status Agent::Impl::gather(StreamId id) {
         if (!ip) {
             reportServer(id, i, {turn.uri, false, {}, 0, ip.error().message, {}});
             continue;
+        }
+        slot.resolvedIp = *ip;
+        for (size_t j = 0; j < i && !slot.sharesServerWith; ++j) {
+            if (stream->servers[j].isTurn && stream->servers[j].resolvedIp == *ip) {
+                slot.sharesServerWith = j;
+            }
         }
         std::string relayIp = *ip;
         uint16_t relayPort = turn.uri.port;
@@ -293,8 +304,12 @@ Status Agent::Impl::gather(StreamId id) {
                    [id](Impl& impl) { impl.onGatherTimeout(id); });
     // STUN servers beyond the first are not used by libnice: probe them for a status. With a
     // TURN/UDP server the srflx may come from its Allocate instead, so probe the first one too.
+    // A TURN server listed again on the same address (turn:H and turn:H?transport=tcp) gets no
+    // relay of its own from libnice, which drops a relay on an address it already has one on:
+    // check it ourselves now, not seconds later when libnice declares gathering done.
     for (size_t i = stunProbedFrom(); i < stream->servers.size(); ++i) {
-        if (stream->servers[i].isTurn || stream->servers[i].reported) {
+        const ServerSlot& slot = stream->servers[i];
+        if (slot.reported || (slot.isTurn && !slot.sharesServerWith)) {
             continue;
         }
         probeServer(id, i, config_.gatherTimeout, "reachable");
@@ -326,9 +341,11 @@ void Agent::Impl::reportServer(StreamId id, size_t slotIndex, ServerStatus statu
 
 void Agent::Impl::onNewCandidate(NiceCandidate* nc) {
     Stream* stream = findStream(nc->stream_id);
-    if (!stream || stream->gatheringDone) {
-        return; // late candidates after our end-of-candidates are used locally, not announced
+    if (!stream) {
+        return;
     }
+    // Candidates found after gathering was declared done (a second network, a slow server) are
+    // trickled like any other: a peer that still takes candidates can use them.
     Candidate candidate = impl::fromNice(*nc);
     auto elapsed =
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - stream->gatherStart);
@@ -359,7 +376,65 @@ void Agent::Impl::onNewCandidate(NiceCandidate* nc) {
         reportServer(id, *slot,
                      {stream->servers[*slot].status.uri, true, elapsed, 0,
                       isTurn ? "relay allocated" : "reachable", candidate});
+        if (isTurn) {
+            reportSiblingsOf(id, *slot);
+        }
     }
+}
+
+std::optional<size_t> Agent::Impl::relaySibling(const Stream& stream, size_t slotIndex) const {
+    const ServerSlot& slot = stream.servers[slotIndex];
+    for (size_t j = 0; j < stream.servers.size(); ++j) {
+        const ServerSlot& other = stream.servers[j];
+        if (j != slotIndex && other.isTurn && !slot.resolvedIp.empty() &&
+            other.resolvedIp == slot.resolvedIp && other.reported && other.status.candidate &&
+            other.status.candidate->type == CandidateType::Relayed) {
+            return j;
+        }
+    }
+    return std::nullopt;
+}
+
+// A relay on a server address has arrived: slots on the same address whose own check answered
+// will get no candidate from libnice; say so now.
+void Agent::Impl::reportSiblingsOf(StreamId id, size_t slotIndex) {
+    Stream* stream = findStream(id);
+    for (size_t k = 0; k < stream->servers.size(); ++k) {
+        ServerSlot& other = stream->servers[k];
+        if (k != slotIndex && !other.reported && other.probed) {
+            ServerStatus status = *other.probed;
+            other.probed.reset();
+            onProbeResult(id, k, status);
+        }
+    }
+}
+
+void Agent::Impl::onProbeResult(StreamId id, size_t slotIndex, ServerStatus status) {
+    Stream* stream = findStream(id);
+    if (!stream || slotIndex >= stream->servers.size()) {
+        return;
+    }
+    ServerSlot& slot = stream->servers[slotIndex];
+    slot.probing = false;
+    if (slot.reported) {
+        return;
+    }
+    if (slot.isTurn && status.ok && slot.sharesServerWith) {
+        if (auto sibling = relaySibling(*stream, slotIndex)) {
+            const ServerSlot& s = stream->servers[*sibling];
+            status.message = "allocated, but no relay candidate of its own: libnice keeps one "
+                             "relay per server address, and " +
+                             s.status.uri.toString() + " has it";
+            status.candidate = s.status.candidate;
+            reportServer(id, slotIndex, std::move(status));
+        } else if (!stream->gatheringDone) {
+            slot.probed = std::move(status); // our own relay or a sibling's is still coming
+        } else {
+            reportServer(id, slotIndex, std::move(status));
+        }
+        return;
+    }
+    reportServer(id, slotIndex, std::move(status));
 }
 
 void Agent::Impl::onGatheringDone(StreamId id) {
@@ -400,6 +475,13 @@ void Agent::Impl::finishGathering(StreamId id) {
         return;
     }
     stream->gatheringDone = true;
+    for (size_t i = 0; i < stream->servers.size(); ++i) {
+        if (auto& held = stream->servers[i].probed; held && !stream->servers[i].reported) {
+            ServerStatus status = *held;
+            held.reset();
+            onProbeResult(id, i, std::move(status));
+        }
+    }
     if (stream->gatherTimer) {
         GSource* timer = stream->gatherTimer;
         stream->gatherTimer = nullptr;
@@ -423,7 +505,7 @@ void Agent::Impl::diagnoseServers(StreamId id) {
     auto remaining = config_.gatherTimeout - std::chrono::duration_cast<std::chrono::milliseconds>(
                                                  Clock::now() - stream->gatherStart);
     for (size_t i = 0; i < stream->servers.size(); ++i) {
-        if (!stream->servers[i].reported) {
+        if (!stream->servers[i].reported && !stream->servers[i].probing) {
             probeServer(id, i, std::max(remaining, std::chrono::milliseconds(500)),
                         haveSrflx ? "reachable"
                                   : "reachable (mapped address is a host address: no NAT)");
@@ -436,7 +518,8 @@ void Agent::Impl::diagnoseServers(StreamId id) {
 void Agent::Impl::probeServer(StreamId id, size_t slotIndex, std::chrono::milliseconds timeout,
                               std::string stunOkMessage) {
     Stream* stream = findStream(id);
-    const ServerSlot& slot = stream->servers[slotIndex];
+    ServerSlot& slot = stream->servers[slotIndex];
+    slot.probing = true;
     const ServerUri uri = slot.status.uri;
     auto ip = impl::resolveHost(uri.host, config_.ipv4, config_.ipv6);
     if (!ip) {
@@ -475,7 +558,7 @@ void Agent::Impl::probeServer(StreamId id, size_t slotIndex, std::chrono::millis
         }
         self->loop_->post([weak, id, slotIndex, status] {
             if (auto s = weak.lock()) {
-                s->reportServer(id, slotIndex, status);
+                s->onProbeResult(id, slotIndex, status);
             }
         });
     }).detach();

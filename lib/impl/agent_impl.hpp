@@ -48,6 +48,12 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
         bool isTurn = false;
         size_t turnIndex = 0;
         std::optional<impl::ProbeEndpoint> probeVia; // where to send a diagnostic check
+        std::string resolvedIp;                      // the server's address, once resolved
+        // An earlier TURN slot on the same server address: libnice keeps one relay candidate
+        // per relayed address, so at most one of the two yields a candidate of its own.
+        std::optional<size_t> sharesServerWith;
+        bool probing = false;                 // a check of ours is under way
+        std::optional<ServerStatus> probed;   // its answer, held until the relay picture is clear
     };
 
     struct Stream {
@@ -91,6 +97,10 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     void probeServer(StreamId id, size_t slotIndex, std::chrono::milliseconds timeout,
                      std::string stunOkMessage);
     void reportServer(StreamId id, size_t slot, ServerStatus status);
+    void onProbeResult(StreamId id, size_t slot, ServerStatus status);
+    // A slot on the same server address as `slot` that has a relay candidate of its own.
+    std::optional<size_t> relaySibling(const Stream& stream, size_t slot) const;
+    void reportSiblingsOf(StreamId id, size_t slot);
     void setComponentState(StreamId id, ComponentId component, ComponentState state);
     void updateIdleTimeout();
     void startConnectTimer(StreamId id);

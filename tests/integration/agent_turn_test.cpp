@@ -269,5 +269,53 @@ TEST_F(AgentTurn, MixedModeConnectsDirectlyWhileRelayIsGathered) {
     EXPECT_TRUE(exchange(peers.a, peers.b, 500, 100, 32, 20s));
 }
 
+// What WebRTC apps write: a STUN server and one TURN host listed for UDP, TCP and TLS. libnice
+// keeps one relay per server address, so the TCP and TLS entries must still get a status of their
+// own (naming the relay that covers them), and an offer/answer exchange that waits for gathering
+// must connect.
+TEST_F(AgentTurn, UsualConfigurationReportsEveryServerAndConnectsWithoutTrickle) {
+    auto options = withUser("alice", "secret-pass");
+    options.tls = true;
+    auto coturn = startCoturn(options);
+    ASSERT_TRUE(coturn);
+    auto configFor = [&](Role role) {
+        auto c = loopbackConfig(role);
+        c.trickle = false;
+        c.policy = CandidatePolicy::RelayOnly;
+        c.stunServers.push_back(ServerUri::parse(coturn->uri("stun")).value());
+        c.turnServers.push_back(turnServer(*coturn, "alice", "secret-pass"));
+        c.turnServers.push_back(turnServer(*coturn, "alice", "secret-pass", "tcp"));
+        TurnServer tls = turnServer(*coturn, "alice", "secret-pass");
+        tls.uri = ServerUri::parse(coturn->uri("turns")).value();
+        tls.tls.caFile = coturn->caFile();
+        c.turnServers.push_back(tls);
+        return c;
+    };
+    PeerPair peers(configFor(Role::Controlling), configFor(Role::Controlled));
+    ASSERT_TRUE(peers.startNonTrickle(15s)) << coturn->logTail();
+    for (auto* peer : {&peers.a, &peers.b}) {
+        std::lock_guard lock(peer->events->mutex);
+        ASSERT_EQ(peer->events->servers.size(), 4u);
+        int ownRelays = 0;
+        for (const auto& status : peer->events->servers) {
+            EXPECT_TRUE(status.ok) << status.uri << ": " << status.message;
+            if (status.uri.isTurn()) {
+                ASSERT_TRUE(status.candidate) << status.uri << ": " << status.message;
+                EXPECT_EQ(status.candidate->type, CandidateType::Relayed);
+                ownRelays += status.message == "relay allocated";
+                if (status.message != "relay allocated") {
+                    EXPECT_NE(status.message.find("libnice keeps one relay"), std::string::npos)
+                        << status.message;
+                }
+            }
+        }
+        EXPECT_EQ(ownRelays, 1);
+    }
+    ASSERT_TRUE(peers.waitConnected(15s)) << coturn->logTail();
+    EXPECT_TRUE(peers.a.events->pair->isRelayed());
+    EXPECT_TRUE(exchange(peers.a, peers.b, 200, 300, 32, 20s));
+    EXPECT_TRUE(exchange(peers.b, peers.a, 200, 300, 32, 20s));
+}
+
 } // namespace
 } // namespace icepunch::test
