@@ -52,7 +52,20 @@ bool SessionDescription::trickle() const {
 }
 
 Result<SessionDescription> SessionDescription::parse(std::string_view text) {
+    if (text.size() > kMaxDescriptionBytes) {
+        return Error{"description is " + std::to_string(text.size()) +
+                     " bytes, over the limit of " + std::to_string(kMaxDescriptionBytes) +
+                     " (kMaxDescriptionBytes)"};
+    }
     SessionDescription sd;
+    auto skip = [&](std::size_t lineNumber, std::string_view line, std::string reason) {
+        constexpr std::size_t kKeep = 200;
+        std::string kept(line.substr(0, kKeep));
+        if (line.size() > kKeep) {
+            kept += "...";
+        }
+        sd.skipped.push_back({lineNumber, std::move(kept), std::move(reason)});
+    };
     std::size_t ufragLine = 0;
     std::size_t pwdLine = 0;
     std::size_t endLine = 0;
@@ -71,6 +84,18 @@ Result<SessionDescription> SessionDescription::parse(std::string_view text) {
         line = detail::trimWhitespace(line);
         if (line.empty()) {
             continue;
+        }
+        if (line.size() > kMaxDescriptionLineLength) {
+            if (line.starts_with("a=candidate") || line.starts_with("candidate")) {
+                skip(lineNumber, line,
+                     "line is " + std::to_string(line.size()) + " characters, over the limit of " +
+                         std::to_string(kMaxDescriptionLineLength) +
+                         " (kMaxDescriptionLineLength)");
+                continue;
+            }
+            if (!line.starts_with("a=ice-") && !line.starts_with("ice-")) {
+                continue; // not ours, and too long to look at
+            }
         }
         if (line.size() >= 2 && line[1] == '=') {
             if (line[0] != 'a') {
@@ -115,12 +140,20 @@ Result<SessionDescription> SessionDescription::parse(std::string_view text) {
             }
         } else if (name == "candidate") {
             if (endLine != 0) {
-                return failAt(lineNumber, "candidate after a=end-of-candidates on line " +
-                                              std::to_string(endLine));
+                skip(lineNumber, line,
+                     "candidate after a=end-of-candidates on line " + std::to_string(endLine));
+                continue;
+            }
+            if (sd.candidates.size() >= kMaxRemoteCandidates) {
+                skip(lineNumber, line,
+                     "over the limit of " + std::to_string(kMaxRemoteCandidates) +
+                         " candidates (kMaxRemoteCandidates)");
+                continue;
             }
             auto candidate = Candidate::parse(line);
             if (!candidate) {
-                return failAt(lineNumber, candidate.error().message);
+                skip(lineNumber, line, candidate.error().message);
+                continue;
             }
             sd.candidates.push_back(std::move(*candidate));
         } else if (name == "end-of-candidates") {

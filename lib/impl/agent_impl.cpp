@@ -703,7 +703,10 @@ Status Agent::Impl::addRemoteCandidate(StreamId id, const Candidate& candidate) 
                      ", but the stream has " + std::to_string(stream->components.size())};
     }
     if (candidate.transport == Transport::Tcp && !config_.tcp) {
-        return {}; // ICE-TCP is off: such a candidate can never pair, so it is skipped
+        return Error{"ICE-TCP candidate, and ICE-TCP is off (AgentConfig::tcp)"};
+    }
+    if (candidate.transport == Transport::Udp && !config_.udp) {
+        return Error{"UDP candidate, and UDP is off (AgentConfig::udp)"};
     }
     auto nc = impl::toNice(candidate, id);
     if (!nc) {
@@ -729,9 +732,20 @@ Status Agent::Impl::setRemote(StreamId id, const SessionDescription& description
         return Error{"libnice rejected the remote credentials"};
     }
     stream->remoteSet = true;
+    auto skipped = [this, id](SkippedLine line) {
+        emit([this, id, line = std::move(line)] {
+            if (callbacks_.remoteCandidateSkipped) {
+                callbacks_.remoteCandidateSkipped(id, line);
+            }
+        });
+    };
+    for (const auto& line : description.skipped) {
+        skipped(line);
+    }
+    // RFC 8839: what cannot be used is ignored; it never spoils the other candidates.
     for (const auto& candidate : description.candidates) {
         if (auto status = addRemoteCandidate(id, candidate); !status) {
-            return status;
+            skipped({0, "a=" + candidate.toString(), status.error().message});
         }
     }
     if (description.endOfCandidates) {

@@ -52,8 +52,8 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
         // An earlier TURN slot on the same server address: libnice keeps one relay candidate
         // per relayed address, so at most one of the two yields a candidate of its own.
         std::optional<size_t> sharesServerWith;
-        bool probing = false;                 // a check of ours is under way
-        std::optional<ServerStatus> probed;   // its answer, held until the relay picture is clear
+        bool probing = false;               // a check of ours is under way
+        std::optional<ServerStatus> probed; // its answer, held until the relay picture is clear
     };
 
     struct Stream {

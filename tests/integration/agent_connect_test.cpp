@@ -35,6 +35,45 @@ TEST(AgentConnect, TrickleHostCandidatesConnectAndCarry10000Datagrams) {
     EXPECT_EQ(stats->pair->local.endpoint(), pair.local.endpoint());
 }
 
+// A browser's description carries lines we cannot use: an mDNS host candidate (RFC 8828), an
+// ssltcp one, a port out of range, an unknown type. Each is skipped and reported with its reason;
+// the call still connects on the good candidates.
+TEST(AgentConnect, OddRemoteCandidatesAreSkippedAndReportedWhileTheRestConnects) {
+    PeerPair peers(loopbackConfig(Role::Controlling), loopbackConfig(Role::Controlled));
+    ASSERT_TRUE(peers.a.agent && peers.b.agent);
+    peers.a.agent->gather(peers.a.stream);
+    peers.b.agent->gather(peers.b.stream);
+    ASSERT_TRUE(peers.a.events->waitFor([&] { return peers.a.events->gatheringDone; }));
+    ASSERT_TRUE(peers.b.events->waitFor([&] { return peers.b.events->gatheringDone; }));
+    std::string odd = "a=candidate:1 1 udp 2122260223 4f4d7b2a-6e1a-4c4e-9d1b-0a5b6c7d8e9f.local "
+                      "54321 typ host\r\n"
+                      "a=candidate:2 1 ssltcp 2122260223 127.0.0.1 443 typ host\r\n"
+                      "a=candidate:3 1 udp 2122260223 127.0.0.1 70000 typ host\r\n"
+                      "a=candidate:4 1 udp 2122260223 127.0.0.1 4000 typ magic\r\n"
+                      "a=candidate:5 1 tcp 2122260223 127.0.0.1 9 typ host tcptype active\r\n";
+    std::string textA = odd + peers.a.agent->localDescription(peers.a.stream)->toString();
+    std::string textB = odd + peers.b.agent->localDescription(peers.b.stream)->toString();
+    auto da = SessionDescription::parse(textA);
+    auto db = SessionDescription::parse(textB);
+    ASSERT_TRUE(da && db);
+    ASSERT_TRUE(peers.a.agent->setRemoteDescription(peers.a.stream, *db));
+    ASSERT_TRUE(peers.b.agent->setRemoteDescription(peers.b.stream, *da));
+    ASSERT_TRUE(peers.waitConnected());
+    EXPECT_TRUE(exchange(peers.a, peers.b, 100, 100));
+    ASSERT_TRUE(peers.a.events->waitFor([&] { return peers.a.events->skipped.size() >= 5; }));
+    std::lock_guard lock(peers.a.events->mutex);
+    std::string all;
+    for (const auto& line : peers.a.events->skipped) {
+        EXPECT_FALSE(line.reason.empty()) << line.line;
+        all += line.line + " -> " + line.reason + "\n";
+    }
+    EXPECT_NE(all.find(".local"), std::string::npos) << all;
+    EXPECT_NE(all.find("ssltcp"), std::string::npos) << all;
+    EXPECT_NE(all.find("70000"), std::string::npos) << all;
+    EXPECT_NE(all.find("magic"), std::string::npos) << all;
+    EXPECT_NE(all.find("ICE-TCP"), std::string::npos) << all;
+}
+
 TEST(AgentConnect, NonTrickleExchangeOfWholeDescriptions) {
     auto ca = loopbackConfig(Role::Controlling);
     auto cb = loopbackConfig(Role::Controlled);

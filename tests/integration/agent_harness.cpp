@@ -82,6 +82,11 @@ Agent::Callbacks Recorder::callbacks() {
             self->onReceive(data);
         }
     };
+    cb.remoteCandidateSkipped = [self](StreamId, const SkippedLine& line) {
+        std::lock_guard lock(self->mutex);
+        self->skipped.push_back(line);
+        self->changed.notify_all();
+    };
     return cb;
 }
 

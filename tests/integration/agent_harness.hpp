@@ -30,6 +30,7 @@ public:
     std::vector<ComponentState> states; // component 1, in order
     std::optional<CandidatePair> pair;
     std::vector<Failure> failures;
+    std::vector<SkippedLine> skipped; // remote candidates not used, with the reason
     bool gatheringDone = false;
     uint64_t received = 0;
     uint64_t receivedBytes = 0;

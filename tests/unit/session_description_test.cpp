@@ -184,27 +184,89 @@ const Malformed kMalformedDescriptions[] = {
     {kCreds + "a=ice-options\r\n", "line 3: ice-options without any option"},
     {kCreds + "a=ice-options:trickle\x01\r\n", "line 3: invalid ice-options tag"},
     {kCreds + "a=ice-options:trickle\tice2\r\n", "invalid ice-options tag \"trickle\\x09ice2\""},
-    {kCreds + "a=end-of-candidates\r\n" + kHost,
-     "line 4: candidate after a=end-of-candidates on line 3"},
     {kCreds + "a=end-of-candidates:now\r\n", "line 3: end-of-candidates takes no value"},
-    {kCreds + "a=candidate:1 1 UDP 1 10.0.0.1 70000 typ host\r\n",
-     "line 3: candidate: invalid port \"70000\" at token 6"},
-    {kCreds + kHost + "a=candidate:\r\n", "line 4: candidate: missing foundation"},
-    {kCreds + "candidate:1 1 TCP 1 10.0.0.1 5000 typ host\n", "TCP candidate without tcptype"},
-    {kCreds + "a=candidate:1 1 UDP 1 10.0.0.1 5000 typ host tcptype so\r\n",
-     "line 3: candidate: tcptype on a UDP candidate"},
-    {kCreds + "a=candidate:1 1 QUIC 1 10.0.0.1 5000 typ host\r\n", "unsupported transport"},
-    {kCreds + "a=candidate:1 1 UDP 1 ::ffff:1.2.3 5000 typ host\r\n", "connection address"},
-    {kCreds + "a=candidate:1 1 UDP 1 10.0.0.1 5000 typ srflx raddr\r\n", "has no value"},
-    {kCreds + "v=0\nm=audio 1 RTP/AVP 0\na=candidate:1 1 UDP 1 10.0.0.1 5000 typ\n",
-     "line 5: candidate: missing candidate type"},
-    {kCreds + "a=candidate:1 1 UDP 1 10.0.0.1 5000 typ host\x7f\r\n", "control character"},
     {"a=ice-ufrag:abcd\na=ice-pwd:" + std::string(kPwd) + "\n\n\n\na=ice-ufrag:dcba\n",
      "line 6: ice-ufrag"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Rejects, MalformedSessionDescriptionTest,
                          ::testing::ValuesIn(kMalformedDescriptions));
+
+// An unusable candidate line is skipped with its reason (RFC 8839: ignore what is not understood);
+// the credentials and every good candidate around it are kept.
+class SkippedCandidateLineTest : public ::testing::TestWithParam<Malformed> {};
+
+TEST_P(SkippedCandidateLineTest, IsSkippedWithReasonAndTheRestIsKept) {
+    const Malformed& m = GetParam();
+    const std::string good = "a=candidate:9 1 UDP 99 10.0.0.9 9999 typ host\r\n";
+    auto result = SessionDescription::parse(m.input + good);
+    ASSERT_TRUE(result.ok()) << result.error().message;
+    EXPECT_EQ(result->ufrag, "abcd");
+    bool afterEnd = m.input.find("end-of-candidates") != std::string::npos;
+    ASSERT_EQ(result->skipped.size(), afterEnd ? 2u : 1u) << m.input;
+    EXPECT_THAT(result->skipped[0].reason, HasSubstr(m.errorContains));
+    EXPECT_FALSE(result->skipped[0].line.empty());
+    bool goodKept = false;
+    for (const auto& c : result->candidates) {
+        goodKept = goodKept || c.port == 9999;
+    }
+    EXPECT_EQ(goodKept, !afterEnd); // after a=end-of-candidates the good line is skipped too
+}
+
+const Malformed kSkippedCandidateLines[] = {
+    {kCreds + "a=end-of-candidates\r\n" + kHost, "candidate after a=end-of-candidates on line 3"},
+    {kCreds + "a=candidate:1 1 UDP 1 10.0.0.1 70000 typ host\r\n",
+     "candidate: invalid port \"70000\" at token 6"},
+    {kCreds + kHost + "a=candidate:\r\n", "candidate: missing foundation"},
+    {kCreds + "candidate:1 1 TCP 1 10.0.0.1 5000 typ host\n", "TCP candidate without tcptype"},
+    {kCreds + "a=candidate:1 1 UDP 1 10.0.0.1 5000 typ host tcptype so\r\n",
+     "candidate: tcptype on a UDP candidate"},
+    {kCreds + "a=candidate:1 1 QUIC 1 10.0.0.1 5000 typ host\r\n", "unsupported transport"},
+    {kCreds + "a=candidate:1 1 UDP 1 ::ffff:1.2.3 5000 typ host\r\n", "connection address"},
+    {kCreds + "a=candidate:1 1 UDP 1 10.0.0.1 5000 typ srflx raddr\r\n", "has no value"},
+    {kCreds + "v=0\nm=audio 1 RTP/AVP 0\na=candidate:1 1 UDP 1 10.0.0.1 5000 typ\n",
+     "candidate: missing candidate type"},
+    {kCreds + "a=candidate:1 1 UDP 1 10.0.0.1 5000 typ host\x7f\r\n", "control character"},
+    {kCreds + "a=candidate:1 1 ssltcp 1 10.0.0.1 443 typ host\r\n", "unsupported transport"},
+    {kCreds + "a=candidate:1 1 UDP 1 10.0.0.1 5000 typ magic\r\n", "candidate"},
+    {kCreds + "a=candidate:1 1 UDP 1 " + std::string(5000, '1') + " 5000 typ host\r\n",
+     "over the limit of 4096 (kMaxDescriptionLineLength)"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Skips, SkippedCandidateLineTest,
+                         ::testing::ValuesIn(kSkippedCandidateLines));
+
+TEST(SessionDescriptionLimits, MoreCandidatesThanTheLimitAreSkippedAndCounted) {
+    std::string text = kCreds;
+    for (std::size_t i = 0; i < kMaxRemoteCandidates + 5; ++i) {
+        text += "a=candidate:" + std::to_string(i) + " 1 UDP 1 10.0.0.1 " +
+                std::to_string(1000 + i) + " typ host\r\n";
+    }
+    auto result = SessionDescription::parse(text);
+    ASSERT_TRUE(result.ok()) << result.error().message;
+    EXPECT_EQ(result->candidates.size(), kMaxRemoteCandidates);
+    ASSERT_EQ(result->skipped.size(), 5u);
+    EXPECT_THAT(result->skipped[0].reason, HasSubstr("kMaxRemoteCandidates"));
+}
+
+TEST(SessionDescriptionLimits, ATextOverTheSizeLimitIsRefusedNamingTheLimit) {
+    std::string text = kCreds + std::string(kMaxDescriptionBytes, 'x');
+    auto result = SessionDescription::parse(text);
+    ASSERT_FALSE(result.ok());
+    EXPECT_THAT(result.error().message, HasSubstr("kMaxDescriptionBytes"));
+}
+
+TEST(SessionDescriptionLimits, ABrowserMdnsHostCandidateParsesAndKeepsItsName) {
+    auto result = SessionDescription::parse(
+        kCreds +
+        "a=candidate:1 1 udp 2122260223 4f4d7b2a-6e1a-4c4e-9d1b-0a5b6c7d8e9f.local "
+        "54321 typ host generation 0\r\n" +
+        kHost);
+    ASSERT_TRUE(result.ok()) << result.error().message;
+    ASSERT_EQ(result->candidates.size(), 2u);
+    EXPECT_EQ(result->candidates[0].address, "4f4d7b2a-6e1a-4c4e-9d1b-0a5b6c7d8e9f.local");
+    EXPECT_TRUE(result->skipped.empty());
+}
 
 } // namespace
 } // namespace icepunch

@@ -432,6 +432,10 @@ int runConnect(int argc, char** argv) {
         s.failure = failure;
         s.changed.notify_all();
     };
+    cb.remoteCandidateSkipped = [&](StreamId, const SkippedLine& line) {
+        std::fprintf(stderr, "icepunch connect: skipped the peer's %s: %s\n", line.line.c_str(),
+                     line.reason.c_str());
+    };
     cb.received = [&](StreamId, ComponentId, std::span<const std::byte> data) {
         std::string_view datagram(reinterpret_cast<const char*>(data.data()), data.size());
         auto now = Clock::now();

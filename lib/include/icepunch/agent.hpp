@@ -87,6 +87,10 @@ public:
         std::function<void(StreamId, ComponentId, const CandidatePair&)> selectedPairChanged;
         std::function<void(StreamId, ComponentId, const Failure&)> failed;
         std::function<void(StreamId, ComponentId, std::span<const std::byte>)> received;
+        // A remote candidate that is not used (malformed, over a limit, a hostname that could
+        // not be resolved, a transport that is off, refused by ICE), with the reason. The rest
+        // of the description is used as if the line were not there.
+        std::function<void(StreamId, const SkippedLine&)> remoteCandidateSkipped;
     };
 
     static Result<std::unique_ptr<Agent>> create(AgentConfig config, Callbacks callbacks,
@@ -101,7 +105,9 @@ public:
     // Credentials, options and the candidates gathered so far; endOfCandidates once gathering is
     // done.
     Result<SessionDescription> localDescription(StreamId stream) const;
-    // Remote credentials and any candidates in it; end-of-candidates if it says so.
+    // Remote credentials and any candidates in it; end-of-candidates if it says so. Candidates
+    // that cannot be used are skipped and reported (Callbacks::remoteCandidateSkipped); only bad
+    // credentials fail the call.
     Status setRemoteDescription(StreamId stream, const SessionDescription& description);
     Status addRemoteCandidate(StreamId stream, const Candidate& candidate);
     Status endOfRemoteCandidates(StreamId stream);
