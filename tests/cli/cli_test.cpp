@@ -180,6 +180,27 @@ TEST_F(CliTest, ConnectDirectEchoesThroughFiles) {
     EXPECT_TRUE(contains(readFile(cli_.path("a.sdp")), "a=end-of-candidates\r\n"));
 }
 
+TEST_F(CliTest, ConnectRefusesAnOversizedPeerDescriptionWithoutReadingIt) {
+    std::string remote = cli_.path("huge.sdp");
+    {
+        std::ofstream out(remote, std::ios::binary);
+        std::string chunk(1 << 20, 'x');
+        for (int i = 0; i < 64; ++i) // 64 MiB on one line
+            out << chunk;
+    }
+    auto r = cli_.run("connect --role controlling --json --timeout 20 --interface 127.0.0.1 "
+                      "--local-file " +
+                      cli_.path("mine.sdp") + " --remote-file " + remote);
+    EXPECT_EQ(r.status, 1) << describe(r);
+    EXPECT_TRUE(contains(r.out, "\"connected\":false")) << describe(r);
+    EXPECT_TRUE(contains(r.out, "over the limit of 262144")) << describe(r);
+    // Over stdin, an endless line is cut off at the limit too.
+    r = cli_.run("connect --role controlled --stdio --json --timeout 20 --interface 127.0.0.1",
+                 std::string(1 << 20, 'y'));
+    EXPECT_EQ(r.status, 1) << describe(r);
+    EXPECT_TRUE(contains(r.out, "over the limit of 262144")) << describe(r);
+}
+
 TEST_F(CliTest, ConnectEchoSideStartedLaterLosesNothing) {
     // A is connected and sends at once; B, started 1.5 s later, may get the datagrams before it
     // is connected itself: it queues them and echoes them all once it is.

@@ -119,10 +119,15 @@ public:
                     line.pop_back();
                 return line;
             }
+            if (buffer_.size() > kMaxDescriptionBytes) {
+                tooLong_ = true; // no line end in sight: never buffer an unbounded line
+                return std::nullopt;
+            }
             if (eof_ || !fill(until))
                 return std::nullopt;
         }
     }
+    bool tooLong() const { return tooLong_; }
     // The next datagram's worth: a line with its "\n", its first max bytes when it is longer,
     // or the unterminated rest at EOF. nullopt on EOF (see eof()) or when until passes.
     std::optional<std::string> readDatagram(std::size_t max, Clock::time_point until) {
@@ -172,6 +177,7 @@ private:
     }
     std::string buffer_;
     bool eof_ = false;
+    bool tooLong_ = false;
 };
 
 struct Options {
@@ -525,19 +531,31 @@ int runConnect(int argc, char** argv) {
         while (!complete) {
             auto line = input.readLine(waitUntil);
             if (!line) {
-                if (input.eof() || Clock::now() >= waitUntil)
+                if (input.eof() || input.tooLong() || Clock::now() >= waitUntil)
                     break;
                 continue;
             }
             remoteText += *line + "\n";
+            if (remoteText.size() > kMaxDescriptionBytes)
+                return fail("the peer's description on stdin is over the limit of " +
+                            std::to_string(kMaxDescriptionBytes) + " bytes");
             complete = *line == "a=end-of-candidates" || *line == "end-of-candidates";
         }
+        if (input.tooLong())
+            return fail("the peer's description on stdin has a line over the limit of " +
+                        std::to_string(kMaxDescriptionBytes) + " bytes");
         if (!complete)
             return fail(input.eof() ? "stdin ended before the peer's a=end-of-candidates"
                                     : "no complete peer description on stdin in time");
     } else {
         bool complete = false;
         while (!complete) {
+            struct stat st {};
+            if (::stat(o.remoteFile.c_str(), &st) == 0 &&
+                static_cast<std::size_t>(st.st_size) > kMaxDescriptionBytes)
+                return fail("the peer's description \"" + o.remoteFile + "\" is " +
+                            std::to_string(st.st_size) + " bytes, over the limit of " +
+                            std::to_string(kMaxDescriptionBytes));
             std::ifstream in(o.remoteFile, std::ios::binary);
             if (in) {
                 std::ostringstream content;
