@@ -8,7 +8,32 @@ namespace icepunch {
 
 namespace {
 
-const Error kLoopStopped{"the event loop has stopped"};
+const Error kLoopStopped{"the event loop has stopped", ErrorCode::LoopStopped};
+
+// How a call reaches the agent's loop: inline on that loop's thread; queued without waiting from
+// the thread of another loop, where waiting could deadlock two loops whose agents call each
+// other from callbacks (its outcome is then logged, not returned); waited for from any other
+// thread.
+template <typename Fn>
+Status dispatch(const std::shared_ptr<Agent::Impl>& impl, const char* what, Fn fn) {
+    auto& loop = impl->loop_->impl();
+    if (loop.isLoopThread()) {
+        return fn(*impl);
+    }
+    if (EventLoop::Impl::onAnyLoopThread()) {
+        impl->loop_->post([weak = std::weak_ptr<Agent::Impl>(impl), what, fn]() mutable {
+            if (auto self = weak.lock()) {
+                if (Status status = fn(*self); !status) {
+                    self->logQueuedCallFailure(what, status.error().message);
+                }
+            }
+        });
+        return {};
+    }
+    Status result = kLoopStopped;
+    loop.invoke([&] { result = fn(*impl); });
+    return result;
+}
 
 } // namespace
 
@@ -58,6 +83,12 @@ Agent::~Agent() {
         impl_->gate_->closed = true;
     }
     auto impl = impl_;
+    if (!impl->loop_->isLoopThread() && EventLoop::Impl::onAnyLoopThread()) {
+        // From another loop's thread: no waiting (see dispatch). The gate is closed, so no
+        // callback runs after this returns; the impl lives until its teardown has run.
+        impl->loop_->post([impl] { impl->teardown(); });
+        return;
+    }
     impl->loop_->invoke([impl] { impl->teardown(); });
 }
 
@@ -68,47 +99,55 @@ Result<StreamId> Agent::addStream(unsigned components) {
 }
 
 Status Agent::gather(StreamId stream) {
-    Status result = kLoopStopped;
-    impl_->loop_->invoke([&] { result = impl_->gather(stream); });
-    return result;
+    return dispatch(impl_, "gather", [stream](Impl& impl) { return impl.gather(stream); });
 }
 
 Result<SessionDescription> Agent::localDescription(StreamId stream) const {
-    Result<SessionDescription> result = kLoopStopped;
-    impl_->loop_->invoke([&] { result = impl_->localDescription(stream); });
-    return result;
+    return impl_->localDescription(stream);
 }
 
 Status Agent::setRemoteDescription(StreamId stream, const SessionDescription& description) {
-    Status result = kLoopStopped;
-    impl_->loop_->invoke([&] { result = impl_->setRemote(stream, description); });
-    return result;
+    return dispatch(impl_, "setRemoteDescription", [stream, description](Impl& impl) {
+        return impl.setRemote(stream, description);
+    });
 }
 
 Status Agent::addRemoteCandidate(StreamId stream, const Candidate& candidate) {
-    Status result = kLoopStopped;
-    impl_->loop_->invoke([&] { result = impl_->addRemoteCandidate(stream, candidate); });
-    return result;
+    return dispatch(impl_, "addRemoteCandidate", [stream, candidate](Impl& impl) {
+        return impl.addRemoteCandidate(stream, candidate);
+    });
 }
 
 Status Agent::endOfRemoteCandidates(StreamId stream) {
-    Status result = kLoopStopped;
-    impl_->loop_->invoke([&] { result = impl_->endOfRemoteCandidates(stream); });
-    return result;
+    return dispatch(impl_, "endOfRemoteCandidates",
+                    [stream](Impl& impl) { return impl.endOfRemoteCandidates(stream); });
 }
 
 Status Agent::send(StreamId stream, ComponentId component, std::span<const std::byte> data) {
+    if (data.empty()) {
+        return Error{"an empty datagram cannot be sent", ErrorCode::Empty};
+    }
+    if (data.size() > kMaxDatagramSize) {
+        return Error{"datagram of " + std::to_string(data.size()) + " bytes is over the limit of " +
+                         std::to_string(kMaxDatagramSize) + " (kMaxDatagramSize)",
+                     ErrorCode::TooLarge};
+    }
     auto counters = impl_->counters(stream, component);
     if (!counters) {
         return Error{"no stream " + std::to_string(stream) + " component " +
-                     std::to_string(component)};
+                         std::to_string(component),
+                     ErrorCode::NoSuchStream};
     }
     // nice_agent_send is thread-safe (agent lock) and emits no signal for datagram agents, so
     // the data path skips the hop through the loop.
     gint sent = nice_agent_send(impl_->agent_, stream, component, static_cast<guint>(data.size()),
                                 reinterpret_cast<const gchar*>(data.data()));
     if (sent < 0) {
-        return Error{"not connected: no selected pair to send on"};
+        if (state(stream, component) == ComponentState::Failed) {
+            return Error{"connection lost: the path failed (consent lost or checks failed)",
+                         ErrorCode::ConsentLost};
+        }
+        return Error{"not connected: no selected pair to send on", ErrorCode::NotConnected};
     }
     counters->bytesSent += static_cast<uint64_t>(sent);
     counters->packetsSent += 1;
@@ -121,46 +160,36 @@ Status Agent::send(StreamId stream, ComponentId component, std::string_view data
         std::span<const std::byte>(reinterpret_cast<const std::byte*>(data.data()), data.size()));
 }
 
+// Getters read the snapshot the loop keeps under snapshotMutex_: they never wait for the loop.
 ComponentState Agent::state(StreamId stream, ComponentId component) const {
-    ComponentState state = ComponentState::Disconnected;
-    impl_->loop_->invoke([&] {
-        if (auto* s = impl_->findStream(stream);
-            s && component >= 1 && component <= s->components.size()) {
-            state = s->components[component - 1].state;
-        }
-    });
-    return state;
+    std::lock_guard lock(impl_->snapshotMutex_);
+    if (auto* s = impl_->findStream(stream);
+        s && component >= 1 && component <= s->components.size()) {
+        return s->components[component - 1].state;
+    }
+    return ComponentState::Disconnected;
 }
 
 Result<PairStats> Agent::stats(StreamId stream, ComponentId component) const {
-    Result<PairStats> result = kLoopStopped;
-    impl_->loop_->invoke([&] {
-        auto* s = impl_->findStream(stream);
-        if (!s || component < 1 || component > s->components.size()) {
-            result = Error{"no stream " + std::to_string(stream) + " component " +
-                           std::to_string(component)};
-            return;
-        }
-        const auto& c = s->components[component - 1];
-        PairStats stats;
-        stats.pair = c.pair;
-        stats.bytesSent = c.counters->bytesSent;
-        stats.bytesReceived = c.counters->bytesReceived;
-        stats.packetsSent = c.counters->packetsSent;
-        stats.packetsReceived = c.counters->packetsReceived;
-        result = stats;
-    });
-    return result;
+    std::lock_guard lock(impl_->snapshotMutex_);
+    auto* s = impl_->findStream(stream);
+    if (!s || component < 1 || component > s->components.size()) {
+        return Error{"no stream " + std::to_string(stream) + " component " +
+                         std::to_string(component),
+                     ErrorCode::NoSuchStream};
+    }
+    const auto& c = s->components[component - 1];
+    PairStats stats;
+    stats.pair = c.pair;
+    stats.bytesSent = c.counters->bytesSent;
+    stats.bytesReceived = c.counters->bytesReceived;
+    stats.packetsSent = c.counters->packetsSent;
+    stats.packetsReceived = c.counters->packetsReceived;
+    return stats;
 }
 
 Role Agent::role() const {
-    gboolean controlling = TRUE;
-    impl_->loop_->invoke([&] {
-        if (impl_->agent_) {
-            g_object_get(impl_->agent_, "controlling-mode", &controlling, nullptr);
-        }
-    });
-    return controlling ? Role::Controlling : Role::Controlled;
+    return impl_->config_.role;
 }
 
 } // namespace icepunch

@@ -20,7 +20,7 @@ constexpr Credential kUfrag{"ice-ufrag", 4, 256};
 constexpr Credential kPwd{"ice-pwd", 22, 256};
 
 Error failAt(std::size_t lineNumber, const std::string& what) {
-    return Error{"line " + std::to_string(lineNumber) + ": " + what};
+    return Error{"line " + std::to_string(lineNumber) + ": " + what, ErrorCode::Malformed};
 }
 
 std::optional<std::string> checkCredential(const Credential& kind, std::string_view value) {
@@ -169,10 +169,10 @@ Result<SessionDescription> SessionDescription::parse(std::string_view text) {
     }
 
     if (ufragLine == 0) {
-        return Error{"missing a=ice-ufrag"};
+        return Error{"missing a=ice-ufrag", ErrorCode::Malformed};
     }
     if (pwdLine == 0) {
-        return Error{"missing a=ice-pwd"};
+        return Error{"missing a=ice-pwd", ErrorCode::Malformed};
     }
     return sd;
 }

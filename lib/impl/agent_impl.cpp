@@ -1,6 +1,7 @@
 #include "impl/agent_impl.hpp"
 
 #include "impl/conversions.hpp"
+#include "impl/log_impl.hpp"
 #include "impl/net_util.hpp"
 #include "impl/tls_bridge.hpp"
 #include "impl/turn_probe.hpp"
@@ -126,6 +127,12 @@ Status Agent::Impl::init() {
                      std::to_string(config_.portMax) + ")"};
     }
 
+    impl::installLibniceLogHandlers();
+    for (const auto& turn : config_.turnServers) {
+        addSecret(turn.password);
+        addSecret(turn.sharedSecret);
+    }
+
     auto flags = static_cast<NiceAgentOption>(0);
     auto addFlag = [&](NiceAgentOption f) {
         flags = static_cast<NiceAgentOption>(flags | f);
@@ -187,8 +194,17 @@ Result<StreamId> Agent::Impl::addStream(unsigned components) {
     if (id == 0) {
         return Error{"libnice could not add a stream"};
     }
+    gchar* ufrag = nullptr;
+    gchar* pwd = nullptr;
+    if (nice_agent_get_local_credentials(agent_, id, &ufrag, &pwd)) {
+        addSecret(pwd);
+    }
+    g_free(ufrag);
+    g_free(pwd);
+    std::unique_lock snapshot(snapshotMutex_);
     Stream& stream = streams_[id];
     stream.components.resize(components);
+    snapshot.unlock();
     updateIdleTimeout();
     for (unsigned c = 1; c <= components; ++c) {
         if (config_.portMin || config_.portMax) {
@@ -230,10 +246,11 @@ Agent::Impl::Stream* Agent::Impl::findStream(StreamId id) {
 Status Agent::Impl::gather(StreamId id) {
     Stream* stream = findStream(id);
     if (!stream) {
-        return Error{"no stream " + std::to_string(id)};
+        return Error{"no stream " + std::to_string(id), ErrorCode::NoSuchStream};
     }
     if (stream->gatherStarted) {
-        return Error{"stream " + std::to_string(id) + " is already gathering"};
+        return Error{"stream " + std::to_string(id) + " is already gathering",
+                     ErrorCode::InvalidState};
     }
     stream->gatherStart = Clock::now();
     for (size_t i = 0; i < stream->servers.size(); ++i) {
@@ -289,6 +306,7 @@ Status Agent::Impl::gather(StreamId id) {
             bridges_.push_back(std::move(*bridge));
         }
         auto creds = turn.credentials();
+        addSecret(creds.password);
         stream->relayOrder.push_back(i);
         for (unsigned c = 1; c <= stream->components.size(); ++c) {
             nice_agent_set_relay_info(agent_, id, c, relayIp.c_str(), relayPort,
@@ -364,7 +382,10 @@ void Agent::Impl::onNewCandidate(NiceCandidate* nc) {
             slot = stream->relayOrder[position];
         }
     }
-    stream->localCandidates.push_back(candidate);
+    {
+        std::lock_guard snapshot(snapshotMutex_);
+        stream->localCandidates.push_back(candidate);
+    }
     StreamId id = nc->stream_id;
     emit([this, id, candidate] {
         if (callbacks_.localCandidate) {
@@ -474,7 +495,10 @@ void Agent::Impl::finishGathering(StreamId id) {
     if (!stream || stream->gatheringDone) {
         return;
     }
-    stream->gatheringDone = true;
+    {
+        std::lock_guard snapshot(snapshotMutex_);
+        stream->gatheringDone = true;
+    }
     for (size_t i = 0; i < stream->servers.size(); ++i) {
         if (auto& held = stream->servers[i].probed; held && !stream->servers[i].reported) {
             ServerStatus status = *held;
@@ -578,7 +602,10 @@ void Agent::Impl::setComponentState(StreamId id, ComponentId componentId, Compon
         setComponentState(id, componentId, ComponentState::Connected);
     }
     ComponentState previous = component.state;
-    component.state = state;
+    {
+        std::lock_guard snapshot(snapshotMutex_);
+        component.state = state;
+    }
     if (state == ComponentState::Connected) {
         component.everConnected = true;
         bool all = std::all_of(stream->components.begin(), stream->components.end(),
@@ -645,7 +672,10 @@ void Agent::Impl::onSelectedPair(StreamId id, ComponentId componentId, NiceCandi
         return;
     }
     CandidatePair pair{impl::fromNice(*local), impl::fromNice(*remote)};
-    stream->components[componentId - 1].pair = pair;
+    {
+        std::lock_guard snapshot(snapshotMutex_);
+        stream->components[componentId - 1].pair = pair;
+    }
     emit([this, id, componentId, pair] {
         if (callbacks_.selectedPairChanged) {
             callbacks_.selectedPairChanged(id, componentId, pair);
@@ -671,9 +701,12 @@ void Agent::Impl::onReceive(StreamId id, ComponentId componentId, const char* da
 }
 
 Result<SessionDescription> Agent::Impl::localDescription(StreamId id) {
-    Stream* stream = findStream(id);
-    if (!stream) {
-        return Error{"no stream " + std::to_string(id)};
+    // Any thread: libnice's credentials under its own lock, the rest from the snapshot.
+    {
+        std::lock_guard snapshot(snapshotMutex_);
+        if (!findStream(id)) {
+            return Error{"no stream " + std::to_string(id), ErrorCode::NoSuchStream};
+        }
     }
     gchar* ufrag = nullptr;
     gchar* pwd = nullptr;
@@ -688,6 +721,11 @@ Result<SessionDescription> Agent::Impl::localDescription(StreamId id) {
     if (config_.trickle) {
         description.options.push_back("trickle");
     }
+    std::lock_guard snapshot(snapshotMutex_);
+    Stream* stream = findStream(id);
+    if (!stream) {
+        return Error{"no stream " + std::to_string(id), ErrorCode::NoSuchStream};
+    }
     description.candidates = stream->localCandidates;
     description.endOfCandidates = stream->gatheringDone;
     return description;
@@ -696,7 +734,7 @@ Result<SessionDescription> Agent::Impl::localDescription(StreamId id) {
 Status Agent::Impl::addRemoteCandidate(StreamId id, const Candidate& candidate) {
     Stream* stream = findStream(id);
     if (!stream) {
-        return Error{"no stream " + std::to_string(id)};
+        return Error{"no stream " + std::to_string(id), ErrorCode::NoSuchStream};
     }
     if (candidate.component < 1 || candidate.component > stream->components.size()) {
         return Error{"candidate for component " + std::to_string(candidate.component) +
@@ -725,13 +763,14 @@ Status Agent::Impl::addRemoteCandidate(StreamId id, const Candidate& candidate) 
 Status Agent::Impl::setRemote(StreamId id, const SessionDescription& description) {
     Stream* stream = findStream(id);
     if (!stream) {
-        return Error{"no stream " + std::to_string(id)};
+        return Error{"no stream " + std::to_string(id), ErrorCode::NoSuchStream};
     }
     if (!nice_agent_set_remote_credentials(agent_, id, description.ufrag.c_str(),
                                            description.pwd.c_str())) {
         return Error{"libnice rejected the remote credentials"};
     }
     stream->remoteSet = true;
+    addSecret(description.pwd);
     auto skipped = [this, id](SkippedLine line) {
         emit([this, id, line = std::move(line)] {
             if (callbacks_.remoteCandidateSkipped) {
@@ -757,7 +796,7 @@ Status Agent::Impl::setRemote(StreamId id, const SessionDescription& description
 
 Status Agent::Impl::endOfRemoteCandidates(StreamId id) {
     if (!findStream(id)) {
-        return Error{"no stream " + std::to_string(id)};
+        return Error{"no stream " + std::to_string(id), ErrorCode::NoSuchStream};
     }
     nice_agent_peer_candidate_gathering_done(agent_, id);
     return {};
@@ -792,7 +831,10 @@ void Agent::Impl::onConnectTimeout(StreamId id) {
         if (component.everConnected || component.state == ComponentState::Failed) {
             continue;
         }
-        component.state = ComponentState::Failed;
+        {
+            std::lock_guard snapshot(snapshotMutex_);
+            component.state = ComponentState::Failed;
+        }
         Failure failure{FailureKind::ConnectTimeout,
                         "not connected within " + ms(config_.connectTimeout)};
         emit([this, id, c, failure] {
@@ -820,8 +862,23 @@ void Agent::Impl::teardown() {
         stopTimer(stream.connectTimer);
     }
     nice_agent_close_async(agent_, closedCb, new std::shared_ptr<EventLoop>(loop_));
+    impl::removeSecrets(secrets_);
+    secrets_.clear();
     bridges_.clear();
     agent_ = nullptr;
+}
+
+void Agent::Impl::addSecret(std::string secret) {
+    if (secret.empty() || std::find(secrets_.begin(), secrets_.end(), secret) != secrets_.end()) {
+        return;
+    }
+    impl::addSecrets({secret});
+    secrets_.push_back(std::move(secret));
+}
+
+void Agent::Impl::logQueuedCallFailure(const char* what, const std::string& message) {
+    impl::log(LogLevel::Warning,
+              std::string(what) + " (queued from another event loop's thread) failed: " + message);
 }
 
 void Agent::Impl::emit(std::function<void()> event) {

@@ -81,6 +81,8 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     Status addRemoteCandidate(StreamId id, const Candidate& candidate);
     Status endOfRemoteCandidates(StreamId id);
     void teardown();
+    // A call queued from another loop's thread failed: nobody is waiting for its Status.
+    void logQueuedCallFailure(const char* what, const std::string& message);
 
     // Signal handlers (trampolines call these).
     void onGatheringDone(StreamId id);
@@ -129,7 +131,14 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     std::shared_ptr<CallbackGate> gate_ = std::make_shared<CallbackGate>();
     std::map<StreamId, Stream> streams_;
     std::vector<std::unique_ptr<impl::TlsBridge>> bridges_; // one per turns: server and stream
+    std::vector<std::string> secrets_; // registered for log redaction until teardown
+    void addSecret(std::string secret);
     std::shared_ptr<std::atomic<bool>> cancelProbes_ = std::make_shared<std::atomic<bool>>(false);
+
+    // Getters read streams_ from any thread without waiting for the loop: the loop thread takes
+    // this lock when it changes what they read (the stream map, component states and pairs,
+    // local candidates, gathering done). Never held across a libnice call or a callback.
+    mutable std::mutex snapshotMutex_;
 
     std::mutex queueMutex_;
     std::deque<Event> queue_;

@@ -5,10 +5,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <sched.h>
-
-#include <cerrno>
-#include <cstring>
 
 #include <chrono>
 #include <future>
@@ -16,6 +12,8 @@
 namespace icepunch {
 
 namespace {
+
+thread_local bool tOnLoopThread = false;
 
 struct Task {
     std::function<void()> fn;
@@ -64,6 +62,7 @@ EventLoop::Impl::Impl(const std::string& name, int netnsFd) : state_(std::make_s
         if (netnsFd >= 0 && setns(netnsFd, CLONE_NEWNET) != 0) {
             startError_ = std::strerror(errno);
         }
+        tOnLoopThread = true;
         g_main_context_push_thread_default(state->context);
         started.set_value(std::this_thread::get_id());
         run(state);
@@ -96,6 +95,10 @@ EventLoop::Impl::~Impl() {
     } else if (thread_.joinable()) {
         thread_.join();
     }
+}
+
+bool EventLoop::Impl::onAnyLoopThread() {
+    return tOnLoopThread;
 }
 
 void EventLoop::Impl::post(std::function<void()> fn) {

@@ -22,6 +22,8 @@ struct EventLoop::Impl {
     bool invoke(const std::function<void()>& fn);
     const std::string& startError() const { return startError_; }
     bool isLoopThread() const { return std::this_thread::get_id() == threadId_; }
+    // Whether the calling thread runs some EventLoop (this one or another).
+    static bool onAnyLoopThread();
     GMainContext* context() const { return state_->context; }
 
     // Agents closing asynchronously; the loop keeps running (bounded) until they are done.

@@ -20,6 +20,10 @@
 namespace icepunch {
 
 using StreamId = unsigned;
+
+// The largest datagram send() takes: what fits one UDP/IPv4 packet (65,507 bytes) with room for
+// TURN's Send indication and ICE-TCP's framing.
+inline constexpr std::size_t kMaxDatagramSize = 65000;
 using ComponentId = unsigned;
 
 enum class ComponentState {
@@ -111,7 +115,9 @@ public:
     Status setRemoteDescription(StreamId stream, const SessionDescription& description);
     Status addRemoteCandidate(StreamId stream, const Candidate& candidate);
     Status endOfRemoteCandidates(StreamId stream);
-    // Sends one datagram on the selected pair. Fails when not connected.
+    // Sends one datagram on the selected pair. Fails with ErrorCode::Empty, TooLarge (over
+    // kMaxDatagramSize), NotConnected (no pair yet), ConsentLost (the path was lost) or
+    // NoSuchStream.
     Status send(StreamId stream, ComponentId component, std::span<const std::byte> data);
     Status send(StreamId stream, ComponentId component, std::string_view data);
 

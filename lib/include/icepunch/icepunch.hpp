@@ -5,6 +5,7 @@
 #include <icepunch/candidate.hpp>
 #include <icepunch/config.hpp>
 #include <icepunch/event_loop.hpp>
+#include <icepunch/log.hpp>
 #include <icepunch/result.hpp>
 #include <icepunch/server_uri.hpp>
 #include <icepunch/session_description.hpp>

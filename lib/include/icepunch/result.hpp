@@ -6,9 +6,25 @@
 
 namespace icepunch {
 
+// What kind of failure an Error is, for code that reacts to it; the message says it in words.
+enum class ErrorCode {
+    Failed,          // anything not listed below
+    InvalidArgument, // a bad parameter or configuration
+    Malformed,       // input that does not parse
+    LimitExceeded,   // input over a documented limit
+    NoSuchStream,    // unknown stream or component
+    InvalidState,    // not possible now (gathering twice, ...)
+    NotConnected,    // send: no selected pair yet
+    ConsentLost,     // send: the path was lost after it worked (consent expired, failure)
+    TooLarge,        // send: over kMaxDatagramSize
+    Empty,           // send: an empty datagram
+    LoopStopped,     // the event loop has stopped
+};
+
 // An error as a value: what went wrong, in one plain sentence a user can act on.
 struct Error {
     std::string message;
+    ErrorCode code = ErrorCode::Failed;
 };
 
 // Either a value or an Error. Never throws; check ok() before value().
