@@ -402,20 +402,6 @@ void measureLifetime(const NatDiscoveryOptions& options, int family, const Endpo
 
 } // namespace
 
-std::string_view toString(NatBehaviour behaviour) {
-    switch (behaviour) {
-    case NatBehaviour::EndpointIndependent:
-        return "endpoint-independent";
-    case NatBehaviour::AddressDependent:
-        return "address-dependent";
-    case NatBehaviour::AddressAndPortDependent:
-        return "address-and-port-dependent";
-    case NatBehaviour::Unknown:
-        break;
-    }
-    return "unknown";
-}
-
 NatDiscoveryResult discoverNat(const NatDiscoveryOptions& options) {
     NatDiscoveryResult result;
     Endpoint server{options.serverAddress, options.serverPort};
