@@ -33,7 +33,7 @@ struct NatDiscoveryResult {
     uint16_t mappedPort = 0;
     bool behindNat = false;
     std::chrono::microseconds rtt{0};
-    bool rfc5780 = false; // the server sent OTHER-ADDRESS
+    bool rfc5780 = false; // the server sent a usable OTHER-ADDRESS from the address asked
     std::string otherAddress;
     uint16_t otherPort = 0;
     NatBehaviour mapping = NatBehaviour::Unknown;
