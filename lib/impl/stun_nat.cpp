@@ -27,9 +27,8 @@ using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-constexpr uint16_t kAttrResponsePort = 0x0027;   // RFC 5780
-constexpr uint16_t kAttrResponseOrigin = 0x802B; // RFC 5780
-constexpr uint16_t kAttrOtherAddress = 0x802C;   // RFC 5780
+constexpr uint16_t kAttrResponsePort = 0x0027; // RFC 5780
+constexpr uint16_t kAttrOtherAddress = 0x802C; // RFC 5780
 constexpr uint32_t kChangeIp = 0x4;
 constexpr uint32_t kChangePort = 0x2;
 constexpr milliseconds kInitialRto{100};
@@ -48,13 +47,7 @@ const uint16_t kKnownAttributes[] = {
     0,
 };
 
-struct Endpoint {
-    std::string host;
-    uint16_t port = 0;
-    bool operator==(const Endpoint&) const = default;
-};
-
-std::optional<sockaddr_storage> toSockaddr(const Endpoint& endpoint, socklen_t& length) {
+std::optional<sockaddr_storage> toSockaddr(const NatEndpoint& endpoint, socklen_t& length) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_DGRAM;
@@ -70,9 +63,9 @@ std::optional<sockaddr_storage> toSockaddr(const Endpoint& endpoint, socklen_t& 
     return storage;
 }
 
-Endpoint fromSockaddr(const sockaddr_storage& storage) {
+NatEndpoint fromSockaddr(const sockaddr_storage& storage) {
     char text[INET6_ADDRSTRLEN] = {};
-    Endpoint endpoint;
+    NatEndpoint endpoint;
     if (storage.ss_family == AF_INET) {
         auto* in = reinterpret_cast<const sockaddr_in*>(&storage);
         inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
@@ -130,7 +123,7 @@ public:
         return fromSockaddr(local).port;
     }
 
-    bool sendTo(const uint8_t* data, std::size_t length, const Endpoint& to) {
+    bool sendTo(const uint8_t* data, std::size_t length, const NatEndpoint& to) {
         socklen_t addressLength = 0;
         auto address = toSockaddr(to, addressLength);
         if (!address)
@@ -140,7 +133,7 @@ public:
     }
 
     // One datagram, or nullopt at `until`.
-    std::optional<std::vector<uint8_t>> receive(Clock::time_point until, Endpoint* from) {
+    std::optional<std::vector<uint8_t>> receive(Clock::time_point until, NatEndpoint* from) {
         for (;;) {
             auto now = Clock::now();
             if (now >= until)
@@ -171,11 +164,7 @@ private:
 };
 
 struct Answer {
-    bool ok = false;
-    Endpoint mapped;
-    Endpoint other;
-    Endpoint origin;
-    Endpoint source; // where the response came from
+    NatProbe probe;
     std::chrono::microseconds rtt{0};
     int errorCode = 0;
 };
@@ -217,9 +206,10 @@ bool endsWithFingerprint(const std::vector<uint8_t>& packet) {
 }
 
 // A Binding transaction on `socket` to `server`, retransmitted (RFC 5389 7.2.1 from 100 ms)
-// until `timeout`; the response may come from any address (CHANGE-REQUEST).
-Answer binding(UdpSocket& socket, const Endpoint& server, milliseconds timeout,
-               uint32_t changeRequest = 0) {
+// until `timeout`. The answer from `expected` ends it; one from elsewhere (any address may send
+// one to a mapping the filter lets through) is kept only in case none from `expected` comes.
+Answer binding(UdpSocket& socket, const NatEndpoint& server, milliseconds timeout,
+               const NatEndpoint& expected, uint32_t changeRequest = 0) {
     Answer answer;
     StunAgent agent{};
     stun_agent_init(&agent, kKnownAttributes, STUN_COMPATIBILITY_RFC5389,
@@ -227,6 +217,7 @@ Answer binding(UdpSocket& socket, const Endpoint& server, milliseconds timeout,
     Request request = makeBinding(agent, changeRequest, 0);
     if (request.bytes.empty())
         return answer;
+    answer.probe.sent = true;
     auto start = Clock::now();
     auto deadline = start + timeout;
     auto rto = kInitialRto;
@@ -237,33 +228,34 @@ Answer binding(UdpSocket& socket, const Endpoint& server, milliseconds timeout,
             nextSend = Clock::now() + rto;
             rto = std::min(rto * 2, milliseconds(1600));
         }
-        Endpoint from;
+        NatEndpoint from;
         auto packet = socket.receive(std::min(nextSend, deadline), &from);
         if (!packet)
             continue;
         StunMessage message{};
+        // Validated on a copy: a valid response retires its transaction in the agent, and one
+        // from the wrong source must not stop the right one from being matched.
+        StunAgent scratch = agent;
         // coturn leaves FINGERPRINT out of CHANGE-REQUEST answers: accept those without one.
-        auto savedFlags = agent.usage_flags;
         if (!endsWithFingerprint(*packet))
-            agent.usage_flags =
-                StunAgentUsageFlags(agent.usage_flags & ~STUN_AGENT_USAGE_USE_FINGERPRINT);
-        auto status =
-            stun_agent_validate(&agent, &message, packet->data(), packet->size(), nullptr, nullptr);
-        agent.usage_flags = savedFlags;
-        if (status != STUN_VALIDATION_SUCCESS)
+            scratch.usage_flags =
+                StunAgentUsageFlags(scratch.usage_flags & ~STUN_AGENT_USAGE_USE_FINGERPRINT);
+        if (stun_agent_validate(&scratch, &message, packet->data(), packet->size(), nullptr,
+                                nullptr) != STUN_VALIDATION_SUCCESS)
             continue;
         if (stun_message_get_method(&message) != STUN_BINDING)
             continue;
-        answer.source = from;
-        answer.rtt = duration_cast<std::chrono::microseconds>(Clock::now() - start);
         if (stun_message_get_class(&message) == STUN_ERROR) {
             int code = 0;
             stun_message_find_error(&message, &code);
+            answer.probe.source = from;
             answer.errorCode = code;
             return answer;
         }
         if (stun_message_get_class(&message) != STUN_RESPONSE)
             continue;
+        if (answer.probe.answered && !(from == expected))
+            continue; // already have an answer from the wrong place
         sockaddr_storage address{};
         socklen_t length = sizeof address;
         if (stun_message_find_xor_addr(&message, STUN_ATTRIBUTE_XOR_MAPPED_ADDRESS, &address,
@@ -273,23 +265,25 @@ Answer binding(UdpSocket& socket, const Endpoint& server, milliseconds timeout,
                                        &length) != STUN_MESSAGE_RETURN_SUCCESS)
                 continue;
         }
-        answer.mapped = fromSockaddr(address);
+        NatProbe probe;
+        probe.sent = true;
+        probe.answered = true;
+        probe.source = from;
+        probe.mapped = fromSockaddr(address);
         length = sizeof address;
         if (stun_message_find_addr(&message, StunAttribute(kAttrOtherAddress), &address, &length) ==
             STUN_MESSAGE_RETURN_SUCCESS)
-            answer.other = fromSockaddr(address);
-        length = sizeof address;
-        if (stun_message_find_addr(&message, StunAttribute(kAttrResponseOrigin), &address,
-                                   &length) == STUN_MESSAGE_RETURN_SUCCESS)
-            answer.origin = fromSockaddr(address);
-        answer.ok = true;
-        return answer;
+            probe.other = fromSockaddr(address);
+        answer.probe = probe;
+        answer.rtt = duration_cast<std::chrono::microseconds>(Clock::now() - start);
+        if (from == expected)
+            return answer;
     }
     return answer;
 }
 
 // The local address the kernel would use towards the server (connect() on a scratch socket).
-std::string sourceAddressTowards(const Endpoint& server, int family) {
+std::string sourceAddressTowards(const NatEndpoint& server, int family) {
     socklen_t length = 0;
     auto address = toSockaddr(server, length);
     int fd = ::socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -306,29 +300,23 @@ std::string sourceAddressTowards(const Endpoint& server, int family) {
     return result;
 }
 
-std::string endpointText(const Endpoint& e) {
-    if (e.host.find(':') != std::string::npos)
-        return "[" + e.host + "]:" + std::to_string(e.port);
-    return e.host + ":" + std::to_string(e.port);
-}
-
 // RFC 5780 4.6: bind a fresh mapping, stay silent for `wait`, then ask the server from a second
 // socket to answer to the first mapping's port (RESPONSE-PORT). True when the answer got through.
 std::optional<bool> bindingAliveAfter(const NatDiscoveryOptions& options, int family,
-                                      const Endpoint& server, seconds wait) {
+                                      const NatEndpoint& server, seconds wait) {
     UdpSocket first, second;
     std::string error;
     if (!first.open(family, options.localAddress, error) ||
         !second.open(family, options.localAddress, error))
         return std::nullopt;
-    Answer initial = binding(first, server, options.testTimeout);
-    if (!initial.ok)
+    Answer initial = binding(first, server, options.testTimeout, server);
+    if (!initial.probe.answered)
         return std::nullopt;
     std::this_thread::sleep_for(wait);
     StunAgent agent{};
     stun_agent_init(&agent, kKnownAttributes, STUN_COMPATIBILITY_RFC5389,
                     STUN_AGENT_USAGE_USE_FINGERPRINT);
-    Request request = makeBinding(agent, 0, initial.mapped.port);
+    Request request = makeBinding(agent, 0, initial.probe.mapped.port);
     auto deadline = Clock::now() + options.testTimeout;
     auto rto = kInitialRto;
     auto nextSend = Clock::now();
@@ -347,7 +335,7 @@ std::optional<bool> bindingAliveAfter(const NatDiscoveryOptions& options, int fa
 
 // Runs the probes for `waits` in parallel and returns the alive ones in order (nullopt: broken).
 std::vector<std::optional<bool>> probeLifetimes(const NatDiscoveryOptions& options, int family,
-                                                const Endpoint& server,
+                                                const NatEndpoint& server,
                                                 const std::vector<seconds>& waits) {
     std::vector<std::optional<bool>> alive(waits.size());
     std::vector<std::thread> threads;
@@ -359,7 +347,7 @@ std::vector<std::optional<bool>> probeLifetimes(const NatDiscoveryOptions& optio
     return alive;
 }
 
-void measureLifetime(const NatDiscoveryOptions& options, int family, const Endpoint& server,
+void measureLifetime(const NatDiscoveryOptions& options, int family, const NatEndpoint& server,
                      NatDiscoveryResult& result) {
     // Round 1: 0, 1, 2, 4 ... max seconds in parallel; round 2 refines between the last alive
     // and the first gone wait, so the total stays below twice the maximum.
@@ -400,33 +388,33 @@ void measureLifetime(const NatDiscoveryOptions& options, int family, const Endpo
     result.lifetimeGone = firstGone;
 }
 
-} // namespace
-
-std::string_view toString(NatBehaviour behaviour) {
-    switch (behaviour) {
-    case NatBehaviour::EndpointIndependent:
-        return "endpoint-independent";
-    case NatBehaviour::AddressDependent:
-        return "address-dependent";
-    case NatBehaviour::AddressAndPortDependent:
-        return "address-and-port-dependent";
-    case NatBehaviour::Unknown:
-        break;
-    }
-    return "unknown";
+void applyClassification(const NatClassification& c, NatDiscoveryResult& result) {
+    result.behindNat = c.behindNat;
+    result.rfc5780 = c.rfc5780;
+    result.otherAddress = c.other.host;
+    result.otherPort = c.other.port;
+    result.mapping = c.mapping;
+    result.filtering = c.filtering;
+    result.classicName = c.classicName;
+    result.notes.insert(result.notes.end(), c.notes.begin(), c.notes.end());
 }
+
+} // namespace
 
 NatDiscoveryResult discoverNat(const NatDiscoveryOptions& options) {
     NatDiscoveryResult result;
-    Endpoint server{options.serverAddress, options.serverPort};
     socklen_t length = 0;
-    auto serverAddress = toSockaddr(server, length);
+    auto serverAddress = toSockaddr({options.serverAddress, options.serverPort}, length);
     if (!serverAddress) {
         result.error = "\"" + options.serverAddress + "\" is not an IP address";
         return result;
     }
+    // As inet_ntop writes it, to compare with the sources of the answers.
+    NatEndpoint server = fromSockaddr(*serverAddress);
     int family = serverAddress->ss_family;
     std::string error;
+    NatObservations observations;
+    observations.server = server;
 
     // Test I on the mapping socket.
     UdpSocket mappingSocket;
@@ -434,11 +422,18 @@ NatDiscoveryResult discoverNat(const NatDiscoveryOptions& options) {
         result.error = error;
         return result;
     }
-    result.localAddress =
-        options.localAddress.empty() ? sourceAddressTowards(server, family) : options.localAddress;
+    std::string localHost = sourceAddressTowards(server, family);
+    if (!options.localAddress.empty()) {
+        socklen_t localLength = 0;
+        auto local = toSockaddr({options.localAddress, 0}, localLength);
+        localHost = local ? fromSockaddr(*local).host : options.localAddress;
+    }
+    result.localAddress = localHost;
     result.localPort = mappingSocket.localPort();
-    Answer test1 = binding(mappingSocket, server, options.testTimeout);
-    if (!test1.ok) {
+    observations.local = {result.localAddress, result.localPort};
+    Answer test1 = binding(mappingSocket, server, options.testTimeout, server);
+    observations.test1 = test1.probe;
+    if (!test1.probe.answered) {
         if (test1.errorCode != 0) {
             result.error = "the server answered the Binding request with error " +
                            std::to_string(test1.errorCode);
@@ -446,74 +441,61 @@ NatDiscoveryResult discoverNat(const NatDiscoveryOptions& options) {
         }
         result.udpBlocked = true;
         result.classicName = "UDP blocked";
-        result.error = "no answer from " + endpointText(server) + " over UDP within " +
+        result.error = "no answer from " + toString(server) + " over UDP within " +
                        std::to_string(options.testTimeout.count()) +
                        " ms: UDP is blocked or the server is down";
         return result;
     }
     result.ok = true;
     result.rtt = test1.rtt;
-    result.mappedAddress = test1.mapped.host;
-    result.mappedPort = test1.mapped.port;
-    result.behindNat = !(test1.mapped == Endpoint{result.localAddress, result.localPort});
-    if (result.behindNat && test1.mapped.host == result.localAddress)
-        result.notes.push_back("the address is kept but the port is translated");
-    result.rfc5780 = !test1.other.host.empty() && test1.other.port != 0;
-    if (!result.rfc5780) {
-        result.notes.push_back("the server sent no OTHER-ADDRESS: it does not support RFC 5780, "
-                               "so mapping and filtering cannot be told");
-        if (!result.behindNat) {
-            result.notes.push_back("the mapped address is the local address: no NAT");
-        }
+    result.mappedAddress = test1.probe.mapped.host;
+    result.mappedPort = test1.probe.mapped.port;
+    NatClassification first = classifyNat(observations); // is the rest of RFC 5780 possible?
+    if (!first.rfc5780) {
+        applyClassification(first, result);
         if (options.lifetime)
             measureLifetime(options, family, server, result);
         return result;
     }
-    result.otherAddress = test1.other.host;
-    result.otherPort = test1.other.port;
-    Endpoint alternateIp{test1.other.host, server.port};
-    Endpoint alternate = test1.other;
+    const NatEndpoint other = test1.probe.other;
 
-    // Mapping tests II and III on the same socket (RFC 5780 4.3).
-    if (!result.behindNat) {
-        result.mapping = NatBehaviour::EndpointIndependent;
-    } else {
-        Answer test2 = binding(mappingSocket, alternateIp, options.testTimeout);
-        if (!test2.ok) {
-            result.notes.push_back("no answer from the server's alternate address " +
-                                   endpointText(alternateIp) + ": mapping unknown");
-        } else if (test2.mapped == test1.mapped) {
-            result.mapping = NatBehaviour::EndpointIndependent;
-        } else {
-            Answer test3 = binding(mappingSocket, alternate, options.testTimeout);
-            if (!test3.ok)
-                result.notes.push_back("no answer from " + endpointText(alternate) +
-                                       ": mapping unknown");
-            else
-                result.mapping = test3.mapped == test2.mapped
-                                     ? NatBehaviour::AddressDependent
-                                     : NatBehaviour::AddressAndPortDependent;
+    // Filtering (4.4) before the mapping tests reach the other address: a router may open its
+    // filter to an address for every mapping of a host once any of them sent there. Each test
+    // on a fresh socket (a fresh mapping) that has only sent to the primary address.
+    auto filteringTest = [&](NatProbe& base, NatProbe& probe, NatTest test, uint32_t change) {
+        UdpSocket socket;
+        if (!socket.open(family, options.localAddress, error)) {
+            result.notes.push_back("no socket for a filtering test: " + error);
+            return;
         }
-    }
+        base = binding(socket, server, options.testTimeout, server).probe;
+        if (base.answered && base.source == server)
+            probe = binding(socket, server, options.testTimeout,
+                            expectedSource(test, server, other), change)
+                        .probe;
+    };
+    filteringTest(observations.filtering2Base, observations.filtering2, NatTest::Filtering2,
+                  kChangeIp | kChangePort);
+    if (!(observations.filtering2.answered &&
+          observations.filtering2.source == expectedSource(NatTest::Filtering2, server, other)))
+        filteringTest(observations.filtering3Base, observations.filtering3, NatTest::Filtering3,
+                      kChangePort);
 
-    // Filtering tests on a fresh mapping that has only talked to the primary address (4.4).
-    UdpSocket filteringSocket;
-    if (filteringSocket.open(family, options.localAddress, error) &&
-        binding(filteringSocket, server, options.testTimeout).ok) {
-        if (binding(filteringSocket, server, options.testTimeout, kChangeIp | kChangePort).ok)
-            result.filtering = NatBehaviour::EndpointIndependent;
-        else if (binding(filteringSocket, server, options.testTimeout, kChangePort).ok)
-            result.filtering = NatBehaviour::AddressDependent;
-        else
-            result.filtering = NatBehaviour::AddressAndPortDependent;
-    } else {
-        result.notes.push_back("the filtering test lost its first answer: filtering unknown");
+    // Mapping (4.3) on the mapping socket: test II to the other IP, test III to the other port.
+    if (first.behindNat) {
+        NatEndpoint alternateIp = expectedSource(NatTest::Mapping2, server, other);
+        observations.mapping2 =
+            binding(mappingSocket, alternateIp, options.testTimeout, alternateIp).probe;
+        const NatProbe& test2 = observations.mapping2;
+        if (test2.answered && test2.source == alternateIp && !(test2.mapped == test1.probe.mapped))
+            observations.mapping3 = binding(mappingSocket, other, options.testTimeout, other).probe;
     }
+    applyClassification(classifyNat(observations), result);
 
     // Hairpinning (4.5): a second socket sends to the first one's mapped address.
     if (options.hairpinning) {
-        UdpSocket other;
-        if (other.open(family, options.localAddress, error)) {
+        UdpSocket hairpin;
+        if (hairpin.open(family, options.localAddress, error)) {
             StunAgent agent{};
             stun_agent_init(&agent, kKnownAttributes, STUN_COMPATIBILITY_RFC5389,
                             STUN_AGENT_USAGE_USE_FINGERPRINT);
@@ -524,7 +506,7 @@ NatDiscoveryResult discoverNat(const NatDiscoveryOptions& options) {
             bool seen = false;
             while (!seen && Clock::now() < deadline) {
                 if (Clock::now() >= nextSend) {
-                    other.sendTo(request.bytes.data(), request.bytes.size(), test1.mapped);
+                    hairpin.sendTo(request.bytes.data(), request.bytes.size(), test1.probe.mapped);
                     nextSend = Clock::now() + rto;
                     rto = std::min(rto * 2, milliseconds(1600));
                 }
@@ -532,30 +514,6 @@ NatDiscoveryResult discoverNat(const NatDiscoveryOptions& options) {
                 seen = packet && sameTransaction(*packet, request.id);
             }
             result.hairpinning = seen;
-        }
-    }
-
-    // RFC 3489 names.
-    if (!result.behindNat) {
-        result.classicName = result.filtering == NatBehaviour::EndpointIndependent
-                                 ? "open internet"
-                                 : "symmetric UDP firewall";
-    } else if (result.mapping == NatBehaviour::AddressDependent ||
-               result.mapping == NatBehaviour::AddressAndPortDependent) {
-        result.classicName = "symmetric";
-    } else if (result.mapping == NatBehaviour::EndpointIndependent) {
-        switch (result.filtering) {
-        case NatBehaviour::EndpointIndependent:
-            result.classicName = "full cone";
-            break;
-        case NatBehaviour::AddressDependent:
-            result.classicName = "restricted cone";
-            break;
-        case NatBehaviour::AddressAndPortDependent:
-            result.classicName = "port-restricted cone";
-            break;
-        case NatBehaviour::Unknown:
-            break;
         }
     }
     if (options.lifetime)

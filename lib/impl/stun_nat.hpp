@@ -3,19 +3,15 @@
 // RFC 5780 NAT behaviour discovery over UDP (mapping, filtering, hairpinning, binding lifetime)
 // with libnice's STUN library. Blocking; every call owns its sockets. Not for the GLib loop thread.
 
+#include "impl/nat_classification.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 namespace icepunch::impl {
-
-// RFC 4787 mapping and filtering behaviours.
-enum class NatBehaviour { Unknown, EndpointIndependent, AddressDependent, AddressAndPortDependent };
-// "endpoint-independent", "address-dependent", "address-and-port-dependent", "unknown".
-std::string_view toString(NatBehaviour behaviour);
 
 struct NatDiscoveryOptions {
     std::string serverAddress; // IPv4 or IPv6 literal of the STUN server (UDP)
@@ -37,7 +33,7 @@ struct NatDiscoveryResult {
     uint16_t mappedPort = 0;
     bool behindNat = false;
     std::chrono::microseconds rtt{0};
-    bool rfc5780 = false; // the server sent OTHER-ADDRESS
+    bool rfc5780 = false; // the server sent a usable OTHER-ADDRESS from the address asked
     std::string otherAddress;
     uint16_t otherPort = 0;
     NatBehaviour mapping = NatBehaviour::Unknown;

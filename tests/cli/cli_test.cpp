@@ -352,11 +352,13 @@ TEST_F(CliTest, NatOnLoopbackIsOpenInternet) {
     EXPECT_TRUE(contains(r.out, "\"filtering\":\"endpoint-independent\"")) << r.out;
     EXPECT_TRUE(contains(r.out, "\"nat_type\":\"open internet\"")) << r.out;
 
-    // Without RFC 5780 it says so and still reports the mapped address.
+    // Without RFC 5780 it says so and still reports the mapped address; no NAT but no
+    // filtering result either: open internet or a firewall, so the type is unknown.
     r = cli_.run("nat --server " + turn_->uri("stun"));
     ASSERT_EQ(r.status, 0) << describe(r);
     EXPECT_TRUE(contains(r.out, "no OTHER-ADDRESS")) << r.out;
     EXPECT_TRUE(contains(r.out, "behind NAT      no")) << r.out;
+    EXPECT_TRUE(contains(r.out, "NAT type        unknown")) << r.out;
 }
 
 TEST_F(CliTest, NatWithoutAnswerIsUdpBlocked) {

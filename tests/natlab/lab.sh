@@ -17,7 +17,8 @@ TLS_ALT_PORT=443
 TURN_USER=lab
 TURN_PASS=labpass
 TURN_REALM=lab.test
-KINDS="full restricted port symmetric udpblock"
+KINDS="full restricted port symmetric udpblock"   # the matrix's kinds
+UP_KINDS="$KINDS restricted2"                      # restricted2: for `nat`, not in the matrix
 NODES="a b srv ra rb cg pub"
 
 die() { echo "natlab: $*" >&2; exit 1; }
@@ -31,7 +32,7 @@ usage: lab.sh up <kindA> <kindB> [--prefix P] [--loss N]
        lab.sh verify [--prefix P] [--fast]   (--fast: mapping only, skips filtering)
        lab.sh down [--prefix P]
        lab.sh exec <a|b|srv|ra|rb|cg|pub> [--prefix P] -- cmd...
-kinds: full restricted port symmetric udpblock
+kinds: full restricted port symmetric udpblock restricted2
 EOF
   exit 2
 }
@@ -108,12 +109,27 @@ router_rules() {
         postf+="oifname \"wan\" ct direction original meta l4proto udp update @contacted { ct reply proto-dst . ip daddr timeout 300s }"$'\n'
         pre+="iifname \"wan\" udp dport . ip saddr @contacted dnat to $host"$'\n'
       fi ;;
+    restricted2) ;;  # rules below, after the loss rules of the forward chain
     *) die "unknown router kind '$kind'" ;;
   esac
   [ "$kind" = udpblock ] && fwd+="iifname \"lan\" meta l4proto udp drop"$'\n'
   if [ "${loss:-0}" -gt 0 ]; then
     fwd+="iifname \"wan\" numgen random mod 100 < $loss drop"$'\n'
     fwd+="oifname \"wan\" numgen random mod 100 < $loss drop"$'\n'
+  fi
+  if [ "$kind" = restricted2 ]; then
+    # Address-restricted the other way round from `restricted`: every inbound UDP packet to a
+    # mapped port is dnat'ed to the host that owns the mapping (a map learned from conntrack,
+    # not one fixed host), and the forward chain filters it against the set of addresses the
+    # host has contacted, from any of its ports: RFC 3489's restricted cone, keyed by host and
+    # not by mapping. 120 s: conntrack's timeout for a UDP flow that saw replies.
+    sets+="map mapped { type inet_service : ipv4_addr; flags timeout; timeout 120s; }"$'\n'
+    sets+="set contacted { type ipv4_addr . ipv4_addr; flags timeout; timeout 120s; }"$'\n'
+    postf+="oifname \"wan\" ct direction original meta l4proto udp update @mapped { ct reply proto-dst timeout 120s : ct original ip saddr }"$'\n'
+    pre+="iifname \"wan\" meta l4proto udp dnat to udp dport map @mapped"$'\n'
+    fwd+="oifname \"wan\" meta l4proto udp update @contacted { ip saddr . ip daddr timeout 120s }"$'\n'
+    fwd+="iifname \"wan\" meta l4proto udp ct direction original ct status dnat ip daddr . ip saddr @contacted accept"$'\n'
+    fwd+="iifname \"wan\" meta l4proto udp ct direction original ct status dnat drop"$'\n'
   fi
   nsx "$ns" nft -f - <<EOF
 table ip natlab {
@@ -243,7 +259,7 @@ do_up() {
     *) [ ${#POS[@]} -eq 2 ] || usage; topo=pair; kindA=${POS[0]}; kindB=${POS[1]} ;;
   esac
   for k in $kindA $kindB; do
-    [[ " $KINDS " == *" $k "* ]] || die "unknown kind '$k' (kinds: $KINDS)"
+    [[ " $UP_KINDS " == *" $k "* ]] || die "unknown kind '$k' (kinds: $UP_KINDS)"
   done
   command -v nft >/dev/null || skip "nft not installed"
   command -v turnserver >/dev/null || die "turnserver (coturn) not installed"
@@ -339,7 +355,7 @@ parse_filtering() {  # file -> EIF | ADF | APDF | FAIL
 
 expect_of() {
   case $1 in
-    full) echo "EIM+EIF" ;; restricted) echo "EIM+ADF" ;; port) echo "EIM+APDF" ;;
+    full) echo "EIM+EIF" ;; restricted|restricted2) echo "EIM+ADF" ;; port) echo "EIM+APDF" ;;
     symmetric) echo "APDM" ;; udpblock) echo "UDP-blocked+TCP-ok" ;;
   esac
 }
@@ -372,12 +388,11 @@ verify_host() {  # verify_host h ns ip kind outdir -> writes outdir/h.result
     echo "mapping_attempts=$i rtt_loss_observed=${pl:-?}" >"$o/$h.loss"
     obs=$m
   else
-    # mapping and filtering in parallel, on different local ports: the filtering
-    # test runs on a fresh mapping the mapping test never opened.
-    ip netns exec "$ns" timeout 20 turnutils_natdiscovery -m -L "$ip" -l 40100 "$SRV_IP1" >"$o/$h.m" 2>&1 &
-    local mp=$!
+    # filtering first, on a fresh mapping (its own local port), then mapping: the mapping
+    # test contacts the second address, which opens a filter keyed by host (restricted2)
+    # for every mapping of the host, not only for the one that sent.
     [ "$kind" = symmetric ] || [ "$FAST" = 1 ] || ip netns exec "$ns" timeout 20 turnutils_natdiscovery -f -L "$ip" -l 40200 "$SRV_IP1" >"$o/$h.f" 2>&1 || true
-    wait $mp || true
+    ip netns exec "$ns" timeout 20 turnutils_natdiscovery -m -L "$ip" -l 40100 "$SRV_IP1" >"$o/$h.m" 2>&1 || true
     m=$(parse_mapping "$o/$h.m"); f=none
     [ -f "$o/$h.f" ] && f=$(parse_filtering "$o/$h.f")
     if [ "$FAST" = 1 ]; then obs=$m
