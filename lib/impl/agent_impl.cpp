@@ -355,6 +355,59 @@ void Agent::Impl::reportServer(StreamId id, size_t slotIndex, ServerStatus statu
     if (allReported && stream->gatherStarted && stream->components.size() == 1) {
         finishGathering(id);
     }
+    checkNoCandidates(id);
+}
+
+// Relay-only and every TURN server refused or never answered: nothing can ever connect, so say
+// so now, with the servers' reasons, instead of after connectTimeout.
+void Agent::Impl::checkNoCandidates(StreamId id) {
+    Stream* stream = findStream(id);
+    if (!stream || !stream->gatheringDone || config_.policy != CandidatePolicy::RelayOnly) {
+        return;
+    }
+    bool allReported = std::all_of(stream->servers.begin(), stream->servers.end(),
+                                   [](const ServerSlot& s) { return s.reported; });
+    bool haveRelay =
+        std::any_of(stream->localCandidates.begin(), stream->localCandidates.end(),
+                    [](const Candidate& c) { return c.type == CandidateType::Relayed; });
+    if (!allReported || haveRelay) {
+        return;
+    }
+    std::string reasons;
+    for (const auto& slot : stream->servers) {
+        if (slot.isTurn) {
+            reasons += (reasons.empty() ? "" : "; ") + slot.status.uri.toString() + ": " +
+                       slot.status.message;
+        }
+    }
+    for (unsigned c = 1; c <= stream->components.size(); ++c) {
+        failComponent(id, c,
+                      {FailureKind::NoCandidates,
+                       "no relay candidate (relay-only), every TURN server failed: " + reasons});
+    }
+}
+
+void Agent::Impl::failComponent(StreamId id, ComponentId c, Failure failure) {
+    Stream* stream = findStream(id);
+    Component& component = stream->components[c - 1];
+    if (component.state == ComponentState::Failed ||
+        (failure.kind != FailureKind::NoCandidates && component.everConnected)) {
+        return;
+    }
+    {
+        std::lock_guard snapshot(snapshotMutex_);
+        component.state = ComponentState::Failed;
+    }
+    stopTimer(stream->connectTimer);
+    updateIdleTimeout();
+    emit([this, id, c, failure = std::move(failure)] {
+        if (callbacks_.stateChanged) {
+            callbacks_.stateChanged(id, c, ComponentState::Failed);
+        }
+        if (callbacks_.failed) {
+            callbacks_.failed(id, c, failure);
+        }
+    });
 }
 
 void Agent::Impl::onNewCandidate(NiceCandidate* nc) {
@@ -518,6 +571,20 @@ void Agent::Impl::finishGathering(StreamId id) {
             callbacks_.gatheringDone(id);
         }
     });
+    checkNoCandidates(id);
+}
+
+// ": turn:H: 401 Unauthorized ..." for every server that failed, so that a timeout names them.
+std::string Agent::Impl::serverSummary(StreamId id) {
+    Stream* stream = findStream(id);
+    std::string out;
+    for (const auto& slot : stream->servers) {
+        if (slot.reported && !slot.status.ok) {
+            out += (out.empty() ? "; servers that failed: " : "; ") + slot.status.uri.toString() +
+                   ": " + slot.status.message;
+        }
+    }
+    return out;
 }
 
 // libnice does not say why a server gave no candidate: ask the server ourselves, off the loop.
@@ -597,6 +664,9 @@ void Agent::Impl::setComponentState(StreamId id, ComponentId componentId, Compon
     if (component.state == state) {
         return;
     }
+    if (component.state == ComponentState::Failed) {
+        return; // final: libnice may go on checking (new candidates, late answers), we do not
+    }
     // Connected is always reported before Completed, even when libnice skips it.
     if (state == ComponentState::Completed && !component.everConnected) {
         setComponentState(id, componentId, ComponentState::Connected);
@@ -625,7 +695,8 @@ void Agent::Impl::setComponentState(StreamId id, ComponentId componentId, Compon
         if (previous == ComponentState::Connected || previous == ComponentState::Completed) {
             failure = {FailureKind::ConsentLost, "the peer stopped answering (consent lost)"};
         } else {
-            failure = {FailureKind::ChecksFailed, "every candidate pair failed its checks"};
+            failure = {FailureKind::ChecksFailed,
+                       "every candidate pair failed its checks" + serverSummary(id)};
             if (stream->localCandidates.empty()) {
                 failure = {FailureKind::NoCandidates, "no local candidates were gathered"};
             }
@@ -827,24 +898,9 @@ void Agent::Impl::onConnectTimeout(StreamId id) {
         stream->connectTimer = nullptr;
     }
     for (unsigned c = 1; c <= stream->components.size(); ++c) {
-        Component& component = stream->components[c - 1];
-        if (component.everConnected || component.state == ComponentState::Failed) {
-            continue;
-        }
-        {
-            std::lock_guard snapshot(snapshotMutex_);
-            component.state = ComponentState::Failed;
-        }
-        Failure failure{FailureKind::ConnectTimeout,
-                        "not connected within " + ms(config_.connectTimeout)};
-        emit([this, id, c, failure] {
-            if (callbacks_.stateChanged) {
-                callbacks_.stateChanged(id, c, ComponentState::Failed);
-            }
-            if (callbacks_.failed) {
-                callbacks_.failed(id, c, failure);
-            }
-        });
+        failComponent(id, c,
+                      {FailureKind::ConnectTimeout,
+                       "not connected within " + ms(config_.connectTimeout) + serverSummary(id)});
     }
 }
 

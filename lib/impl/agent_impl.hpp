@@ -104,6 +104,10 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     std::optional<size_t> relaySibling(const Stream& stream, size_t slot) const;
     void reportSiblingsOf(StreamId id, size_t slot);
     void setComponentState(StreamId id, ComponentId component, ComponentState state);
+    // Failed with this reason (final); no-op for a component that failed already.
+    void failComponent(StreamId id, ComponentId component, Failure failure);
+    void checkNoCandidates(StreamId id);
+    std::string serverSummary(StreamId id);
     void updateIdleTimeout();
     void startConnectTimer(StreamId id);
     Stream* findStream(StreamId id);

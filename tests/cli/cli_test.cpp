@@ -225,6 +225,41 @@ TEST_F(CliTest, ConnectRelayOnlyEchoes) {
     EXPECT_EQ(b.status, 0) << describe(b);
 }
 
+// The cause of a failure is printed, not "timed out": the TURN server's 401, then both sides'
+// candidates and the pairs.
+TEST_F(CliTest, ConnectRelayOnlyWithWrongPasswordPrintsTheServersAnswer) {
+    Outcome a, b;
+    connectPair("--interface 127.0.0.1 --relay-only --turn " + turn_->uri("turn") + " --user " +
+                    kUser + " --pass not-the-password",
+                "", a, b);
+    EXPECT_EQ(a.status, 1) << describe(a);
+    EXPECT_TRUE(contains(a.out, "\"connected\":false")) << describe(a);
+    EXPECT_TRUE(contains(a.out, "401 Unauthorized")) << describe(a);
+    EXPECT_TRUE(contains(a.out, "\"local_candidates\":[")) << describe(a);
+    EXPECT_TRUE(contains(a.err, "candidate pairs")) << describe(a);
+    EXPECT_FALSE(contains(a.out, "timed out")) << describe(a);
+    EXPECT_EQ(b.status, 1) << describe(b);
+}
+
+// A direct call that cannot work (the peer's only candidate is a port nobody answers on) fails
+// listing every candidate and pair.
+TEST_F(CliTest, ConnectFailureListsCandidatesAndPairs) {
+    std::string remote = cli_.path("dead.sdp");
+    std::ofstream(remote) << "a=ice-ufrag:dead\r\na=ice-pwd:deaddeaddeaddeaddeaddead\r\n"
+                             "a=candidate:1 1 UDP 2130706431 127.0.0.1 9 typ host\r\n"
+                             "a=candidate:2 1 UDP 2130706431 peer.local 9 typ host\r\n"
+                             "a=end-of-candidates\r\n";
+    auto r = cli_.run("connect --role controlling --json --timeout 4 --interface 127.0.0.1 "
+                      "--local-file " +
+                      cli_.path("mine2.sdp") + " --remote-file " + remote);
+    EXPECT_EQ(r.status, 1) << describe(r);
+    EXPECT_TRUE(contains(r.out, "\"remote_candidates\":[\"candidate:1 1 UDP")) << describe(r);
+    EXPECT_TRUE(contains(r.out, "\"pairs\":[{\"local\":\"127.0.0.1:")) << describe(r);
+    EXPECT_TRUE(contains(r.err, "skipped a=candidate:2")) << describe(r);
+    EXPECT_FALSE(contains(r.out, "\"remote\":\"peer.local:9\"")) << describe(r);
+    EXPECT_TRUE(contains(r.err, "peer.local")) << describe(r);
+}
+
 TEST_F(CliTest, ConnectBenchAgainstEcho) {
     Outcome a, b;
     connectPair("--interface 127.0.0.1", "", a, b, 0ms, "--bench 1");

@@ -140,6 +140,29 @@ TEST_F(AgentTurn, WrongPasswordGivesA401ErrorEventAndNoRelayWithinTheTimeout) {
     EXPECT_LE(elapsed, config.gatherTimeout + 2s);
 }
 
+// Relay-only and the only TURN server refuses: the agent fails with the server's reason once the
+// server has answered, not with "not connected" after connectTimeout (30 s).
+TEST_F(AgentTurn, RelayOnlyWithWrongPasswordFailsAtOnceWithTheServersReason) {
+    auto coturn = startCoturn(withUser("alice", "right"));
+    ASSERT_TRUE(coturn);
+    auto ca = loopbackConfig(Role::Controlling);
+    auto cb = loopbackConfig(Role::Controlled);
+    for (auto* c : {&ca, &cb}) {
+        c->policy = CandidatePolicy::RelayOnly;
+        c->turnServers.push_back(turnServer(*coturn, "alice", "wrong"));
+    }
+    PeerPair peers(ca, cb);
+    peers.startTrickle();
+    ASSERT_TRUE(peers.a.events->waitFor([&] { return !peers.a.events->failures.empty(); },
+                                        ca.connectTimeout / 3))
+        << "no failure event: the 401 was not turned into a failure";
+    std::lock_guard lock(peers.a.events->mutex);
+    const Failure& failure = peers.a.events->failures.front();
+    EXPECT_EQ(failure.kind, FailureKind::NoCandidates) << failure.message;
+    EXPECT_NE(failure.message.find("401"), std::string::npos) << failure.message;
+    EXPECT_EQ(peers.a.events->states.back(), ComponentState::Failed);
+}
+
 TEST_F(AgentTurn, DeadServerEndsInAnErrorEventWithinTheTimeout) {
     // A port nobody listens on: the coturn is stopped before the agent gathers.
     auto coturn = startCoturn(withUser("alice", "right"));

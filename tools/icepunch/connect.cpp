@@ -200,6 +200,7 @@ struct Session {
     std::optional<CandidatePair> pair;
     std::optional<Clock::time_point> connectedAt;
     std::optional<Failure> failure;
+    std::vector<SkippedLine> skipped; // remote candidates the agent did not use
 
     // Data phase: every datagram received.
     uint64_t receivedCount = 0, receivedBytes = 0;
@@ -364,6 +365,84 @@ int parseOptions(ArgScanner& args, ServerOptions& servers, AgentConfig& config, 
     return kExitOk;
 }
 
+// Which local and remote candidates could pair (RFC 8445 6.1.2.2: same component and address
+// family, UDP with UDP, ICE-TCP active with passive and so on).
+bool couldPair(const Candidate& local, const Candidate& remote) {
+    if (local.component != remote.component || local.isIpv6() != remote.isIpv6() ||
+        local.transport != remote.transport)
+        return false;
+    if (local.transport == Transport::Udp)
+        return true;
+    return (local.tcpType == TcpType::Active && remote.tcpType == TcpType::Passive) ||
+           (local.tcpType == TcpType::Passive && remote.tcpType == TcpType::Active) ||
+           (local.tcpType == TcpType::SimultaneousOpen &&
+            remote.tcpType == TcpType::SimultaneousOpen);
+}
+
+std::string candidateText(const Candidate& c) {
+    std::string text = std::string(toString(c.type)) + " " + std::string(toString(c.transport)) +
+                       (c.tcpType != TcpType::None ? "/" + std::string(toString(c.tcpType)) : "") +
+                       " " + c.endpoint();
+    if (c.relatedAddress)
+        text += " (related " + *c.relatedAddress + ":" + std::to_string(c.relatedPort.value_or(0)) +
+                ")";
+    return text;
+}
+
+// What a user debugging a failed call wants to see, like the Trickle-ICE page: every candidate on
+// both sides and every pair with what is known of its state. libnice 0.1.21 does not expose the
+// state of each check, so a pair's state is what the component's end says of all of them.
+struct Diagnosis {
+    std::string json; // ,"local_candidates":[...],"remote_candidates":[...],"pairs":[...]
+    std::string text;
+};
+
+Diagnosis diagnose(const std::vector<Candidate>& local, const std::vector<Candidate>& remote,
+                   const std::vector<SkippedLine>& skipped, const std::optional<Failure>& failure) {
+    std::string pairState = !failure                                     ? "in progress"
+                            : failure->kind == FailureKind::ChecksFailed ? "failed"
+                            : failure->kind == FailureKind::ConsentLost  ? "consent lost"
+                                                                         : "not succeeded";
+    Diagnosis d;
+    auto list = [](const std::vector<Candidate>& cs) {
+        std::string out = "[";
+        for (std::size_t i = 0; i < cs.size(); ++i)
+            out += (i ? "," : "") + jsonString(cs[i].toString());
+        return out + "]";
+    };
+    d.json = ",\"local_candidates\":" + list(local) + ",\"remote_candidates\":" + list(remote);
+    d.text = "  local candidates (" + std::to_string(local.size()) + "):\n";
+    for (const auto& c : local)
+        d.text += "    " + candidateText(c) + "\n";
+    d.text += "  remote candidates (" + std::to_string(remote.size()) + "):\n";
+    for (const auto& c : remote)
+        d.text += "    " + candidateText(c) + "\n";
+    for (const auto& line : skipped)
+        d.text += "    skipped " + line.line + ": " + line.reason + "\n";
+    std::string pairs = "[";
+    std::size_t n = 0;
+    std::string pairText;
+    for (const auto& l : local) {
+        for (const auto& r : remote) {
+            if (!couldPair(l, r))
+                continue;
+            pairs += std::string(n++ ? "," : "") + "{\"local\":" + jsonString(l.endpoint()) +
+                     ",\"local_type\":" + jsonString(toString(l.type)) +
+                     ",\"remote\":" + jsonString(r.endpoint()) +
+                     ",\"remote_type\":" + jsonString(toString(r.type)) +
+                     ",\"state\":" + jsonString(pairState) + "}";
+            pairText +=
+                "    " + candidateText(l) + " -> " + candidateText(r) + ": " + pairState + "\n";
+        }
+    }
+    d.json += ",\"pairs\":" + pairs + "]";
+    d.text += "  candidate pairs (" + std::to_string(n) + "):\n" + pairText;
+    if (n == 0)
+        d.text += "    none: no local and remote candidate share a component, family and "
+                  "transport\n";
+    return d;
+}
+
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
@@ -441,6 +520,8 @@ int runConnect(int argc, char** argv) {
     cb.remoteCandidateSkipped = [&](StreamId, const SkippedLine& line) {
         std::fprintf(stderr, "icepunch connect: skipped the peer's %s: %s\n", line.line.c_str(),
                      line.reason.c_str());
+        std::lock_guard lock(s.mutex);
+        s.skipped.push_back(line);
     };
     cb.received = [&](StreamId, ComponentId, std::span<const std::byte> data) {
         std::string_view datagram(reinterpret_cast<const char*>(data.data()), data.size());
@@ -482,10 +563,34 @@ int runConnect(int argc, char** argv) {
         s.changed.notify_all();
     };
 
+    // Set once the peer's description is in: a failure from then on lists both sides.
+    std::optional<SessionDescription> remote;
     auto fail = [&](const std::string& message) {
+        Diagnosis d;
+        if (agent && remote) {
+            std::optional<Failure> failure;
+            std::vector<SkippedLine> skipped = remote->skipped;
+            {
+                std::lock_guard lock(s.mutex);
+                failure = s.failure;
+                skipped.insert(skipped.end(), s.skipped.begin(), s.skipped.end());
+            }
+            std::vector<Candidate> used;
+            for (const auto& c : remote->candidates) {
+                bool wasSkipped = std::any_of(skipped.begin(), skipped.end(), [&](auto& line) {
+                    return line.line == "a=" + c.toString();
+                });
+                if (!wasSkipped)
+                    used.push_back(c);
+            }
+            auto local = agent->localDescription(stream);
+            d = diagnose(local ? local->candidates : std::vector<Candidate>{}, used, skipped,
+                         failure);
+        }
         if (o.json)
-            emitLine(stdout, "{\"connected\":false,\"error\":" + jsonString(message) + "}");
-        std::fprintf(stderr, "icepunch connect: %s\n", message.c_str());
+            emitLine(stdout,
+                     "{\"connected\":false,\"error\":" + jsonString(message) + d.json + "}");
+        std::fprintf(stderr, "icepunch connect: %s\n%s", message.c_str(), d.text.c_str());
         agent.reset();
         return kExitFailure;
     };
@@ -504,8 +609,10 @@ int runConnect(int argc, char** argv) {
     {
         std::unique_lock lock(s.mutex);
         if (!s.changed.wait_until(lock, deadlineOr(config.gatherTimeout + 5s),
-                                  [&] { return s.gatheringDone; }))
+                                  [&] { return s.gatheringDone; })) {
+            lock.unlock();
             return fail("gathering did not finish in time");
+        }
     }
     auto local = agent->localDescription(stream);
     if (!local)
@@ -570,9 +677,10 @@ int runConnect(int argc, char** argv) {
             std::this_thread::sleep_for(50ms);
         }
     }
-    auto remote = SessionDescription::parse(remoteText);
-    if (!remote)
-        return fail("the peer's description is malformed: " + remote.error().message);
+    auto parsed = SessionDescription::parse(remoteText);
+    if (!parsed)
+        return fail("the peer's description is malformed: " + parsed.error().message);
+    remote = std::move(*parsed);
     const auto checksStart = Clock::now();
     say("connecting");
     if (auto st = agent->setRemoteDescription(stream, *remote); !st)
@@ -585,12 +693,21 @@ int runConnect(int argc, char** argv) {
         std::unique_lock lock(s.mutex);
         bool done = s.changed.wait_until(lock, deadlineOr(config.connectTimeout + 2s),
                                          [&] { return (s.connectedAt && s.pair) || s.failure; });
-        if (s.failure)
-            return fail("not connected: " + s.failure->message);
+        std::optional<Failure> failure = s.failure;
+        if (done && !failure) {
+            pair = *s.pair;
+            connectedAt = *s.connectedAt;
+        }
+        lock.unlock(); // fail() reads the session and destroys the agent: not under the lock
+        if (failure)
+            return fail("not connected: " + failure->message);
         if (!done)
-            return fail("not connected: timed out");
-        pair = *s.pair;
-        connectedAt = *s.connectedAt;
+            return fail("not connected within " +
+                        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                           Clock::now() - checksStart)
+                                           .count()) +
+                        " ms of having the peer's description (--timeout); state " +
+                        std::string(toString(agent->state(stream, 1))));
     }
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(connectedAt - checksStart);
     if (o.json) {
