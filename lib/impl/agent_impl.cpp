@@ -54,10 +54,16 @@ void receiveCb(NiceAgent*, guint stream, guint component, guint len, gchar* buf,
     }
 }
 
+// What an asynchronous close keeps until libnice is done with it: the TLS bridges that carry
+// its TURN-TLS deallocations, and a hold that keeps the loop running meanwhile.
+struct CloseData {
+    std::shared_ptr<void> loopHold;
+    std::vector<std::unique_ptr<impl::TlsBridge>> bridges;
+};
+
 void closedCb(GObject* source, GAsyncResult*, gpointer data) {
     g_object_unref(source);
-    // Held so the loop (and its thread) outlive the asynchronous close.
-    delete static_cast<std::shared_ptr<EventLoop>*>(data);
+    delete static_cast<CloseData*>(data);
 }
 
 struct TimerData {
@@ -917,10 +923,13 @@ void Agent::Impl::teardown() {
         stopTimer(stream.gatherTimer);
         stopTimer(stream.connectTimer);
     }
-    nice_agent_close_async(agent_, closedCb, new std::shared_ptr<EventLoop>(loop_));
+    // libnice deallocates every TURN allocation (Refresh, lifetime 0) and calls back once they
+    // are answered or timed out; turns: allocations go through a bridge, so it lives till then.
+    nice_agent_close_async(agent_, closedCb,
+                           new CloseData{loop_->impl().holdForClose(), std::move(bridges_)});
+    bridges_.clear();
     impl::removeSecrets(secrets_);
     secrets_.clear();
-    bridges_.clear();
     agent_ = nullptr;
 }
 

@@ -97,6 +97,11 @@ EventLoop::Impl::~Impl() {
     }
 }
 
+std::shared_ptr<void> EventLoop::Impl::holdForClose() {
+    ++state_->pendingCloses;
+    return std::shared_ptr<void>(nullptr, [state = state_](void*) { --state->pendingCloses; });
+}
+
 bool EventLoop::Impl::onAnyLoopThread() {
     return tOnLoopThread;
 }

@@ -26,9 +26,9 @@ struct EventLoop::Impl {
     static bool onAnyLoopThread();
     GMainContext* context() const { return state_->context; }
 
-    // Agents closing asynchronously; the loop keeps running (bounded) until they are done.
-    void closeStarted() { ++state_->pendingCloses; }
-    void closeFinished() { --state_->pendingCloses; }
+    // Held by an agent's asynchronous close until it is done (TURN deallocations answered):
+    // when the loop's last owner lets go, the loop keeps running (2 s at most) while any is held.
+    std::shared_ptr<void> holdForClose();
 
 private:
     // Shared with the thread, which may outlive Impl when the last owner lets go on the thread.

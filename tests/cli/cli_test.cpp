@@ -91,6 +91,7 @@ protected:
         o.user = kUser;
         o.password = kPassword;
         o.tls = true;
+        o.verbose = true; // session lines, for liveAllocations()
         o.extraArgs = {"--allow-loopback-peers"};
         auto started = CoturnProcess::start(o);
         ASSERT_TRUE(started) << started.error().message;
@@ -326,6 +327,19 @@ TEST_F(CliTest, GatherReportsCandidatesAndServers) {
     EXPECT_TRUE(
         contains(r.out, "{\"event\":\"server\",\"uri\":\"" + turn_->uri("turn") + "\",\"ok\":true"))
         << r.out;
+}
+
+// A tool that exits right after gathering still frees what it allocated: the process waits
+// (2 s at most) for libnice's deallocations to be answered.
+TEST_F(CliTest, GatherLeavesNoAllocationBehind) {
+    auto r = cli_.run("gather --interface 127.0.0.1 " + creds() + " --ca " + turn_->caFile() +
+                      " --turn " + turn_->uri("turn") + " --turn " + turn_->uri("turn", "tcp") +
+                      " --turn " + turn_->uri("turns"));
+    ASSERT_EQ(r.status, 0) << describe(r);
+    auto until = Clock::now() + 5s;
+    while (turn_->liveAllocations() > 0 && Clock::now() < until)
+        std::this_thread::sleep_for(20ms); // coturn's log is the only sign: no event to wait on
+    EXPECT_EQ(turn_->liveAllocations(), 0) << turn_->logTail(40);
 }
 
 TEST_F(CliTest, GatherWrongPasswordSays401) {

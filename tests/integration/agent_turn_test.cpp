@@ -5,11 +5,26 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+
 namespace icepunch::test {
 namespace {
 
 using support::CoturnOptions;
 using support::CoturnProcess;
+
+// Waits until pred() holds, checking every 20 ms, for at most `timeout`: for conditions that
+// only show in a log (coturn's session lines), which raise no event to wait on.
+template <typename Pred> bool pollUntil(Pred pred, std::chrono::milliseconds timeout) {
+    auto until = std::chrono::steady_clock::now() + timeout;
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() >= until) {
+            return false;
+        }
+        std::this_thread::sleep_for(20ms);
+    }
+    return true;
+}
 
 class AgentTurn : public ::testing::Test {
 protected:
@@ -161,6 +176,43 @@ TEST_F(AgentTurn, RelayOnlyWithWrongPasswordFailsAtOnceWithTheServersReason) {
     EXPECT_EQ(failure.kind, FailureKind::NoCandidates) << failure.message;
     EXPECT_NE(failure.message.find("401"), std::string::npos) << failure.message;
     EXPECT_EQ(peers.a.events->states.back(), ComponentState::Failed);
+}
+
+// Closing an agent frees its allocations on the server over every transport (libnice sends
+// Refresh with lifetime 0); before, the TLS bridge was gone before that Refresh, so turns:
+// allocations stayed until they expired and reconnecting calls met 486 Allocation Quota Reached.
+TEST_F(AgentTurn, ClosingAnAgentDeallocatesOverUdpTcpAndTls) {
+    auto options = withUser("alice", "secret-pass");
+    options.tls = true;
+    options.verbose = true;
+    auto coturn = startCoturn(options);
+    ASSERT_TRUE(coturn);
+    auto config = loopbackConfig(Role::Controlling);
+    config.policy = CandidatePolicy::RelayOnly;
+    // Three servers on three addresses as far as libnice can tell (UDP, TCP, the TLS bridge),
+    // but one relayed address: so one agent per transport.
+    for (std::string transport : {"udp", "tcp", "tls"}) {
+        auto c = config;
+        TurnServer server =
+            turnServer(*coturn, "alice", "secret-pass", transport == "tls" ? "" : transport);
+        if (transport == "tls") {
+            server.uri = ServerUri::parse(coturn->uri("turns")).value();
+            server.tls.caFile = coturn->caFile();
+        }
+        c.turnServers.push_back(server);
+        {
+            PeerPair peers(c, loopbackConfig(Role::Controlled));
+            peers.a.agent->gather(peers.a.stream);
+            ASSERT_TRUE(peers.a.events->waitFor([&] { return peers.a.events->gatheringDone; }));
+            ASSERT_TRUE(pollUntil([&] { return coturn->liveAllocations() > 0; }, 5s))
+                << transport << ": no allocation seen\n"
+                << coturn->logTail();
+        } // both agents destroyed here
+        EXPECT_TRUE(
+            pollUntil([&] { return coturn->liveAllocations() == 0; }, std::chrono::seconds(10)))
+            << transport << ": " << coturn->liveAllocations() << " allocation(s) left\n"
+            << coturn->logTail(30);
+    }
 }
 
 TEST_F(AgentTurn, DeadServerEndsInAnErrorEventWithinTheTimeout) {

@@ -374,6 +374,17 @@ std::string CoturnProcess::logTail(std::size_t lines) const {
     return all.substr(pos == 0 ? 0 : pos + 1);
 }
 
+int CoturnProcess::liveAllocations() const {
+    std::string all = log();
+    auto count = [&](std::string_view what) {
+        int n = 0;
+        for (auto pos = all.find(what); pos != std::string::npos; pos = all.find(what, pos + 1))
+            ++n;
+        return n;
+    };
+    return count(": new, realm=") - count(": delete: realm=");
+}
+
 std::string CoturnProcess::uri(std::string_view scheme, std::string_view transport) const {
     bool secure = scheme == "turns" || scheme == "stuns";
     const std::string& host = options_.listenAddress;
@@ -478,6 +489,8 @@ Result<std::unique_ptr<CoturnProcess>> CoturnProcess::start(const CoturnOptions&
             "--no-multicast-peers",
             "--fingerprint",
             "--realm=" + options.realm};
+    if (options.verbose)
+        args.push_back("--verbose");
     if (!options.altListenAddress.empty()) {
         args.push_back("--listening-ip=" + options.altListenAddress);
         args.push_back("--alt-listening-port=" + std::to_string(self->altPort_));

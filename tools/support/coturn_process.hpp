@@ -27,6 +27,7 @@ struct CoturnOptions {
     std::vector<std::string> alternateServers; // "ip:port", answered with 300 on Allocate
     std::optional<int> maxAllocateLifetime, permissionLifetime, channelLifetime;
     std::optional<int> userQuota, totalQuota;
+    bool verbose = false; // -v: coturn logs every session, which liveAllocations() counts
     std::vector<std::string> extraArgs; // appended verbatim
     std::chrono::milliseconds startTimeout{5000};
 };
@@ -65,6 +66,9 @@ public:
     // coturn's stdout and stderr captured so far, and its last lines (for failure messages).
     std::string log() const;
     std::string logTail(std::size_t lines = 20) const;
+    // Allocations made and not yet deleted, from the log ("new, realm=" minus "delete: realm=");
+    // needs CoturnOptions::verbose.
+    int liveAllocations() const;
 
 private:
     struct State;
