@@ -12,7 +12,16 @@ fi
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 build=build-fuzz
-targets=(fuzz_candidate fuzz_session_description fuzz_server_uri)
+# Every target in this folder (tests/fuzz/fuzz_*.cpp), so a new one cannot be left out.
+targets=()
+for source in tests/fuzz/fuzz_*.cpp; do
+    target="$(basename "$source" .cpp)"
+    if [[ ! -d "tests/fuzz/corpus/$target" ]]; then
+        echo "$source has no seed corpus tests/fuzz/corpus/$target" >&2
+        exit 2
+    fi
+    targets+=("$target")
+done
 
 if [[ ! -f "$build/build.ninja" ]]; then
     CXX=clang++ CC=clang meson setup "$build" -Dfuzzing=enabled -Dtests=disabled \
