@@ -2,11 +2,13 @@
 
 #include "impl/conversions.hpp"
 #include "impl/log_impl.hpp"
+#include "impl/mdns_resolver.hpp"
 #include "impl/net_util.hpp"
 #include "impl/tls_bridge.hpp"
 #include "impl/turn_probe.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <thread>
 
 namespace icepunch {
@@ -823,6 +825,14 @@ Status Agent::Impl::addRemoteCandidate(StreamId id, const Candidate& candidate) 
     if (candidate.transport == Transport::Udp && !config_.udp) {
         return Error{"UDP candidate, and UDP is off (AgentConfig::udp)"};
     }
+    if (isMdnsName(candidate.address)) {
+        if (!config_.resolveMdns) {
+            return Error{"mDNS name " + candidate.address +
+                         ", and mDNS resolution is off (AgentConfig::resolveMdns)"};
+        }
+        resolveMdnsCandidate(id, candidate);
+        return {};
+    }
     auto nc = impl::toNice(candidate, id);
     if (!nc) {
         return nc.error();
@@ -872,11 +882,89 @@ Status Agent::Impl::setRemote(StreamId id, const SessionDescription& description
 }
 
 Status Agent::Impl::endOfRemoteCandidates(StreamId id) {
-    if (!findStream(id)) {
+    Stream* stream = findStream(id);
+    if (!stream) {
         return Error{"no stream " + std::to_string(id), ErrorCode::NoSuchStream};
     }
-    nice_agent_peer_candidate_gathering_done(agent_, id);
+    // Not while an mDNS name is being resolved: libnice would fail the component before the
+    // resolved candidate arrives. Said once the last resolution is done.
+    stream->remoteEnded = true;
+    if (stream->mdnsPending == 0) {
+        nice_agent_peer_candidate_gathering_done(agent_, id);
+    }
     return {};
+}
+
+bool Agent::Impl::isMdnsName(const std::string& address) {
+    constexpr std::string_view kLocal = ".local";
+    std::string lower(address);
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (lower.ends_with(".")) {
+        lower.pop_back();
+    }
+    return lower.size() > kLocal.size() && lower.ends_with(kLocal);
+}
+
+// RFC 8828: browsers hide their host address behind a random "<uuid>.local" name. Resolved with
+// a one-shot mDNS query (RFC 6762) on the loop, bounded by kMdnsTimeout; the candidate is then
+// added with the address, or skipped and reported.
+void Agent::Impl::resolveMdnsCandidate(StreamId id, const Candidate& candidate) {
+    if (!mdns_) {
+        mdns_ = impl::MdnsResolver::create(loop_->impl().context());
+    }
+    ++findStream(id)->mdnsPending;
+    mdns_->resolve(
+        candidate.address, kMdnsTimeout,
+        [weak = weak_from_this(), id, candidate](Result<std::vector<std::string>> addresses) {
+            auto self = weak.lock();
+            if (!self || !self->agent_) {
+                return;
+            }
+            self->onMdnsResolved(id, candidate, std::move(addresses));
+        });
+}
+
+void Agent::Impl::onMdnsResolved(StreamId id, Candidate candidate,
+                                 Result<std::vector<std::string>> addresses) {
+    Stream* stream = findStream(id);
+    if (!stream) {
+        return;
+    }
+    std::string name = candidate.address;
+    std::string reason;
+    if (!addresses) {
+        reason = addresses.error().message;
+    } else {
+        for (const auto& address : *addresses) {
+            bool v6 = address.find(':') != std::string::npos;
+            if ((v6 && !config_.ipv6) || (!v6 && !config_.ipv4)) {
+                continue;
+            }
+            candidate.address = address;
+            if (auto status = addRemoteCandidate(id, candidate); status) {
+                reason.clear();
+                break;
+            } else {
+                reason = status.error().message;
+            }
+        }
+        if (candidate.address == name && reason.empty()) {
+            reason = "mDNS name " + name + " resolved only to addresses of a disabled family";
+        }
+    }
+    if (!reason.empty()) {
+        candidate.address = name;
+        SkippedLine line{0, "a=" + candidate.toString(), reason};
+        emit([this, id, line] {
+            if (callbacks_.remoteCandidateSkipped) {
+                callbacks_.remoteCandidateSkipped(id, line);
+            }
+        });
+    }
+    if (--stream->mdnsPending == 0 && stream->remoteEnded) {
+        nice_agent_peer_candidate_gathering_done(agent_, id);
+    }
 }
 
 void Agent::Impl::startConnectTimer(StreamId id) {
@@ -915,6 +1003,10 @@ void Agent::Impl::teardown() {
         return;
     }
     *cancelProbes_ = true;
+    if (mdns_) {
+        mdns_->cancelAll();
+        mdns_.reset();
+    }
     g_signal_handlers_disconnect_by_data(agent_, this);
     for (auto& [id, stream] : streams_) {
         for (unsigned c = 1; c <= stream.components.size(); ++c) {

@@ -3,6 +3,7 @@
 #include <icepunch/agent.hpp>
 
 #include "impl/event_loop_impl.hpp"
+#include "impl/mdns_resolver.hpp"
 #include "impl/tls_bridge.hpp"
 #include "impl/turn_probe.hpp"
 
@@ -63,6 +64,8 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
         bool gatherStarted = false;
         bool gatheringDone = false;
         bool remoteSet = false;
+        bool remoteEnded = false;       // the peer said end-of-candidates
+        unsigned mdnsPending = 0;       // .local candidates being resolved
         std::vector<size_t> relayOrder; // server slot of each relay given to libnice, in order
         Clock::time_point gatherStart;
         GSource* gatherTimer = nullptr;
@@ -81,6 +84,11 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     Status addRemoteCandidate(StreamId id, const Candidate& candidate);
     Status endOfRemoteCandidates(StreamId id);
     void teardown();
+    static bool isMdnsName(const std::string& address);
+    void resolveMdnsCandidate(StreamId id, const Candidate& candidate);
+    void onMdnsResolved(StreamId id, Candidate candidate,
+                        Result<std::vector<std::string>> addresses);
+    static constexpr std::chrono::milliseconds kMdnsTimeout{1500};
     // A call queued from another loop's thread failed: nobody is waiting for its Status.
     void logQueuedCallFailure(const char* what, const std::string& message);
 
@@ -134,7 +142,9 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     NiceAgent* agent_ = nullptr;
     std::shared_ptr<CallbackGate> gate_ = std::make_shared<CallbackGate>();
     std::map<StreamId, Stream> streams_;
-    std::vector<std::unique_ptr<impl::TlsBridge>> bridges_; // one per turns: server and stream
+    std::vector<std::unique_ptr<impl::TlsBridge>> bridges_;
+    std::shared_ptr<impl::MdnsResolver>
+        mdns_; // made on the first .local candidate // one per turns: server and stream
     std::vector<std::string> secrets_; // registered for log redaction until teardown
     void addSecret(std::string secret);
     std::shared_ptr<std::atomic<bool>> cancelProbes_ = std::make_shared<std::atomic<bool>>(false);

@@ -251,6 +251,7 @@ TEST_F(CliTest, ConnectFailureListsCandidatesAndPairs) {
                              "a=candidate:2 1 UDP 2130706431 peer.local 9 typ host\r\n"
                              "a=end-of-candidates\r\n";
     auto r = cli_.run("connect --role controlling --json --timeout 4 --interface 127.0.0.1 "
+                      "--no-mdns "
                       "--local-file " +
                       cli_.path("mine2.sdp") + " --remote-file " + remote);
     EXPECT_EQ(r.status, 1) << describe(r);

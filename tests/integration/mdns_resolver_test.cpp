@@ -1,6 +1,7 @@
 // MdnsResolver against a responder across a veth pair: two network namespaces made per test
 // (md<pid>-a with the resolver's loop, md<pid>-b with tests/integration/mdns_responder.py), so
 // that no mDNS query ever leaves them. Needs root: otherwise every test is skipped.
+#include "agent_harness.hpp"
 #include "impl/event_loop_impl.hpp"
 #include "impl/mdns_resolver.hpp"
 
@@ -474,6 +475,78 @@ TEST_F(MdnsResolverTest, DestroyedFromInsideDone) {
     bool gone = false;
     loop_->invoke([&] { gone = resolver_ == nullptr; });
     EXPECT_TRUE(gone);
+}
+
+// What a browser peer looks like: its host candidate is "<uuid>.local" (RFC 8828). An agent in
+// namespace a resolves it through the responder in namespace b and connects to b's agent; with
+// no responder the candidate is skipped with the reason.
+class MdnsAgentTest : public MdnsResolverTest {
+protected:
+    struct Side {
+        std::shared_ptr<EventLoop> loop;
+        test::Peer peer;
+    };
+    void makeSide(Side& side, const std::string& ns, const std::string& address, Role role) {
+        auto loop = EventLoop::createInNetworkNamespace(ns, "agent-" + ns.substr(ns.size() - 1));
+        ASSERT_TRUE(loop.ok()) << loop.error().message;
+        side.loop = *loop;
+        AgentConfig config;
+        config.role = role;
+        config.interfaces = {address};
+        config.ipv6 = false;
+        auto agent = Agent::create(config, side.peer.events->callbacks(), side.loop);
+        ASSERT_TRUE(agent.ok()) << agent.error().message;
+        side.peer.agent = std::move(*agent);
+        side.peer.stream = side.peer.agent->addStream(1).value();
+    }
+    // Gathers both, hands a the description of b with b's host address renamed kName.
+    void exchange(Side& a, Side& b) {
+        for (Side* side : {&a, &b}) {
+            ASSERT_TRUE(side->peer.agent->gather(side->peer.stream));
+            ASSERT_TRUE(
+                side->peer.events->waitFor([&] { return side->peer.events->gatheringDone; }));
+        }
+        auto da = a.peer.agent->localDescription(a.peer.stream).value();
+        auto db = b.peer.agent->localDescription(b.peer.stream).value();
+        for (auto& c : db.candidates) {
+            if (c.address == kAddressB) {
+                c.address = kName;
+            }
+        }
+        ASSERT_TRUE(a.peer.agent->setRemoteDescription(a.peer.stream, db));
+        ASSERT_TRUE(b.peer.agent->setRemoteDescription(b.peer.stream, da));
+    }
+    void TearDown() override {
+        for (Side* side : {&a_, &b_}) {
+            side->peer.agent.reset();
+            side->loop.reset();
+        }
+        MdnsResolverTest::TearDown();
+    }
+    Side a_, b_;
+};
+
+TEST_F(MdnsAgentTest, AgentResolvesABrowsersMdnsHostCandidateAndConnects) {
+    ASSERT_EQ(startResponder("answer"), "");
+    makeSide(a_, nsA_, kAddressA, Role::Controlling);
+    makeSide(b_, nsB_, kAddressB, Role::Controlled);
+    exchange(a_, b_);
+    ASSERT_TRUE(a_.peer.events->waitConnected(10s)) << responder_.output();
+    ASSERT_TRUE(b_.peer.events->waitConnected(10s));
+    std::lock_guard lock(a_.peer.events->mutex);
+    EXPECT_EQ(a_.peer.events->pair->remote.address, kAddressB);
+    EXPECT_TRUE(a_.peer.events->skipped.empty());
+}
+
+TEST_F(MdnsAgentTest, AnUnresolvableMdnsCandidateIsSkippedWithTheReason) {
+    ASSERT_EQ(startResponder("silent"), "");
+    makeSide(a_, nsA_, kAddressA, Role::Controlling);
+    makeSide(b_, nsB_, kAddressB, Role::Controlled);
+    exchange(a_, b_);
+    ASSERT_TRUE(a_.peer.events->waitFor([&] { return !a_.peer.events->skipped.empty(); }, 10s));
+    std::lock_guard lock(a_.peer.events->mutex);
+    EXPECT_THAT(a_.peer.events->skipped.front().line, HasSubstr(kName));
+    EXPECT_THAT(a_.peer.events->skipped.front().reason, HasSubstr("no answer from an mDNS"));
 }
 
 } // namespace

@@ -66,6 +66,8 @@ const char* const kHelp =
     "  --relay-only        use relayed candidates only (needs --turn)\n"
     "  --ice-tcp           also gather ICE-TCP host candidates (RFC 6544: active, passive)\n"
     "  --tcp-only          ICE-TCP host candidates only, no UDP\n"
+    "  --no-mdns           do not resolve the peer's <name>.local candidates with multicast\n"
+    "                      DNS (RFC 6762); they are skipped\n"
     "  --interface X       gather on this interface name or local address only (repeatable;\n"
     "                      loopback such as 127.0.0.1 only when listed)\n"
     "  --json              print exactly one line {\"connected\":true,\"ms_to_connected\":N,\n"
@@ -337,6 +339,10 @@ int parseOptions(ArgScanner& args, ServerOptions& servers, AgentConfig& config, 
             if (!args.value(text))
                 return kExitUsage;
             config.interfaces.push_back(text);
+        } else if (args.is("--no-mdns")) {
+            if (!args.flag())
+                return kExitUsage;
+            config.resolveMdns = false;
         } else if (args.is("--ice-tcp") || args.is("--tcp-only")) {
             if (!args.flag())
                 return kExitUsage;
