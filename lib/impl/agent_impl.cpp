@@ -63,6 +63,8 @@ struct CloseData {
     std::vector<std::unique_ptr<impl::TlsBridge>> bridges;
 };
 
+void discardCb(NiceAgent*, guint, guint, guint, gchar*, gpointer) {}
+
 void closedCb(GObject* source, GAsyncResult*, gpointer data) {
     g_object_unref(source);
     delete static_cast<CloseData*>(data);
@@ -1010,7 +1012,9 @@ void Agent::Impl::teardown() {
     g_signal_handlers_disconnect_by_data(agent_, this);
     for (auto& [id, stream] : streams_) {
         for (unsigned c = 1; c <= stream.components.size(); ++c) {
-            nice_agent_attach_recv(agent_, id, c, loop_->impl().context(), nullptr, nullptr);
+            // Not detached: libnice reads a component's sockets only while a receive callback
+            // is attached, and the answers to its TURN deallocations arrive there.
+            nice_agent_attach_recv(agent_, id, c, loop_->impl().context(), discardCb, nullptr);
         }
         stopTimer(stream.gatherTimer);
         stopTimer(stream.connectTimer);
