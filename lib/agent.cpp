@@ -185,6 +185,7 @@ Result<PairStats> Agent::stats(StreamId stream, ComponentId component) const {
     stats.bytesReceived = c.counters->bytesReceived;
     stats.packetsSent = c.counters->packetsSent;
     stats.packetsReceived = c.counters->packetsReceived;
+    stats.packetsDropped = c.counters->packetsDropped;
     return stats;
 }
 

@@ -635,9 +635,9 @@ void Agent::Impl::probeServer(StreamId id, size_t slotIndex, std::chrono::millis
     if (slot.isTurn) {
         creds = config_.turnServers[slot.turnIndex].credentials();
     }
-    std::thread([weak = weak_from_this(), endpoint, uri, id, slotIndex, creds, timeout,
-                 stunOkMessage = std::move(stunOkMessage), cancel = cancelProbes_,
-                 start = stream->gatherStart] {
+    probeThreads_.emplace_back([weak = weak_from_this(), endpoint, uri, id, slotIndex, creds,
+                                timeout, stunOkMessage = std::move(stunOkMessage),
+                                cancel = cancelProbes_, start = stream->gatherStart] {
         ServerStatus status{uri, false, {}, 0, {}, {}};
         if (creds) {
             auto r = impl::turnAllocate(endpoint, creds->username, creds->password, timeout,
@@ -662,7 +662,7 @@ void Agent::Impl::probeServer(StreamId id, size_t slotIndex, std::chrono::millis
                 s->onProbeResult(id, slotIndex, status);
             }
         });
-    }).detach();
+    });
 }
 
 void Agent::Impl::setComponentState(StreamId id, ComponentId componentId, ComponentState state) {
@@ -774,6 +774,13 @@ void Agent::Impl::onReceive(StreamId id, ComponentId componentId, const char* da
     counters.packetsReceived += 1;
     if (!callbacks_.received) {
         return;
+    }
+    {
+        std::lock_guard lock(queueMutex_);
+        if (queuedDatagrams_ >= config_.receiveQueueLimit) {
+            counters.packetsDropped += 1;
+            return;
+        }
     }
     // Queued as plain data, not as a closure: no allocation beyond the copy on the data path.
     enqueue(Datagram{id, componentId,
@@ -1005,6 +1012,11 @@ void Agent::Impl::teardown() {
         return;
     }
     *cancelProbes_ = true;
+    // Cancelled probes return within 50 ms (their poll slice): no thread of ours outlives us.
+    for (auto& thread : probeThreads_) {
+        thread.join();
+    }
+    probeThreads_.clear();
     if (mdns_) {
         mdns_->cancelAll();
         mdns_.reset();
@@ -1052,6 +1064,7 @@ void Agent::Impl::enqueue(Event event) {
     }
     {
         std::lock_guard lock(queueMutex_);
+        queuedDatagrams_ += std::holds_alternative<Datagram>(event) ? 1 : 0;
         queue_.push_back(std::move(event));
         if (drainScheduled_) {
             return;
@@ -1070,24 +1083,32 @@ void Agent::Impl::enqueue(Event event) {
     }
 }
 
+// One drain at a time, until the queue is empty: with an executor that runs work on several
+// threads, a second drain could otherwise deliver later events before the first is done.
 void Agent::Impl::drain() {
-    std::deque<Event> batch;
-    {
-        std::lock_guard lock(queueMutex_);
-        batch.swap(queue_);
-        drainScheduled_ = false;
-    }
     auto gate = gate_;
-    for (auto& event : batch) {
-        std::lock_guard lock(gate->mutex);
-        if (gate->closed) {
-            return;
+    for (;;) {
+        std::deque<Event> batch;
+        {
+            std::lock_guard lock(queueMutex_);
+            if (queue_.empty()) {
+                drainScheduled_ = false;
+                return;
+            }
+            batch.swap(queue_);
+            queuedDatagrams_ = 0;
         }
-        if (auto* datagram = std::get_if<Datagram>(&event)) {
-            callbacks_.received(datagram->stream, datagram->component,
-                                std::span<const std::byte>(datagram->data));
-        } else {
-            std::get<std::function<void()>>(event)();
+        for (auto& event : batch) {
+            std::lock_guard lock(gate->mutex);
+            if (gate->closed) {
+                return; // drainScheduled_ stays set: nothing is delivered any more
+            }
+            if (auto* datagram = std::get_if<Datagram>(&event)) {
+                callbacks_.received(datagram->stream, datagram->component,
+                                    std::span<const std::byte>(datagram->data));
+            } else {
+                std::get<std::function<void()>>(event)();
+            }
         }
     }
 }

@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <variant>
 #include <vector>
 
@@ -33,7 +34,8 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     using Clock = std::chrono::steady_clock;
 
     struct Counters {
-        std::atomic<uint64_t> bytesSent{0}, bytesReceived{0}, packetsSent{0}, packetsReceived{0};
+        std::atomic<uint64_t> bytesSent{0}, bytesReceived{0}, packetsSent{0}, packetsReceived{0},
+            packetsDropped{0};
     };
 
     struct Component {
@@ -156,7 +158,9 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
 
     std::mutex queueMutex_;
     std::deque<Event> queue_;
-    bool drainScheduled_ = false;
+    size_t queuedDatagrams_ = 0;  // of queue_, bounded by receiveQueueLimit
+    bool drainScheduled_ = false; // a drain is scheduled or running: at most one at a time
+    std::vector<std::thread> probeThreads_; // joined in teardown
 
     // send() runs on the caller's thread; it reads this map under countersMutex_.
     std::mutex countersMutex_;

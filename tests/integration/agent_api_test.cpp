@@ -5,7 +5,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <deque>
 #include <future>
+#include <thread>
 
 namespace icepunch::test {
 namespace {
@@ -147,6 +152,146 @@ TEST(AgentApi, LogHandlerGetsLibniceLinesWithSecretsRedacted) {
         EXPECT_EQ(all.find(pwdB), std::string::npos);
     }
     setLogHandler(nullptr);
+}
+
+// A received callback that cannot keep up: the queue holds at most receiveQueueLimit datagrams,
+// the rest is dropped and counted, and nothing grows without bound.
+// The app's own thread, running what the agent hands it in order.
+class WorkerExecutor {
+public:
+    WorkerExecutor() : thread_([this] { run(); }) {}
+    ~WorkerExecutor() {
+        {
+            std::lock_guard lock(mutex_);
+            stop_ = true;
+        }
+        changed_.notify_all();
+        thread_.join();
+    }
+    Executor executor() {
+        return [this](std::function<void()> task) {
+            std::lock_guard lock(mutex_);
+            tasks_.push_back(std::move(task));
+            changed_.notify_all();
+        };
+    }
+
+private:
+    void run() {
+        std::unique_lock lock(mutex_);
+        for (;;) {
+            changed_.wait(lock, [&] { return stop_ || !tasks_.empty(); });
+            if (tasks_.empty()) {
+                return;
+            }
+            auto task = std::move(tasks_.front());
+            tasks_.pop_front();
+            lock.unlock();
+            task();
+            lock.lock();
+        }
+    }
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::deque<std::function<void()>> tasks_;
+    bool stop_ = false;
+    std::thread thread_;
+};
+
+TEST(AgentApi, ReceiveQueueIsBoundedAndCountsWhatItDrops) {
+    WorkerExecutor worker; // outlives the agents
+    auto cb = loopbackConfig(Role::Controlled);
+    cb.receiveQueueLimit = 64;
+    cb.executor = worker.executor();
+    PeerPair peers(loopbackConfig(Role::Controlling), cb);
+    std::mutex gateMutex;
+    std::condition_variable gateChanged;
+    bool open = false;
+    std::atomic<int> delivered{0};
+    peers.b.events->onReceive = [&](std::span<const std::byte>) {
+        std::unique_lock lock(gateMutex);
+        gateChanged.wait_for(lock, 10s, [&] { return open; }); // the app is stuck
+        ++delivered;
+    };
+    peers.startTrickle();
+    ASSERT_TRUE(peers.waitConnected());
+    for (int i = 0; i < 2000; ++i) {
+        ASSERT_TRUE(peers.a.agent->send(peers.a.stream, 1, "x"));
+    }
+    // Every datagram is either received into the queue or dropped: wait until all are counted.
+    auto counted = [&] {
+        auto st = peers.b.agent->stats(peers.b.stream, 1).value();
+        return st.packetsReceived >= 2000;
+    };
+    for (int i = 0; i < 500 && !counted(); ++i) {
+        std::this_thread::sleep_for(10ms); // counters raise no event
+    }
+    auto stats = peers.b.agent->stats(peers.b.stream, 1).value();
+    EXPECT_GE(stats.packetsDropped, 2000u - 2 * 64u - 1) << stats.packetsReceived;
+    {
+        std::lock_guard lock(gateMutex);
+        open = true;
+    }
+    gateChanged.notify_all();
+    ASSERT_TRUE(peers.b.events->waitFor(
+        [&] { return peers.b.events->received + stats.packetsDropped >= stats.packetsReceived; }));
+    EXPECT_LE(delivered.load(), 2 * 64 + 1);
+}
+
+// An executor that runs every task on a thread of its own: events still come one at a time and
+// in order (datagrams in the order sent on loopback).
+TEST(AgentApi, EventsStayInOrderWithAMultiThreadedExecutor) {
+    std::mutex threadsMutex;
+    std::vector<std::thread> threads;
+    auto configs = std::array{loopbackConfig(Role::Controlling), loopbackConfig(Role::Controlled)};
+    for (auto& c : configs) {
+        c.executor = [&](std::function<void()> task) {
+            std::lock_guard lock(threadsMutex);
+            threads.emplace_back(std::move(task));
+        };
+    }
+    {
+        PeerPair peers(configs[0], configs[1]);
+        std::vector<int> seen;
+        std::atomic<int> concurrent{0}, maxConcurrent{0};
+        peers.b.events->onReceive = [&](std::span<const std::byte> data) {
+            int now = ++concurrent;
+            maxConcurrent = std::max(maxConcurrent.load(), now);
+            int value = 0;
+            std::memcpy(&value, data.data(), std::min(sizeof value, data.size()));
+            seen.push_back(value); // unsynchronized on purpose: callbacks never overlap
+            --concurrent;
+        };
+        peers.startTrickle();
+        ASSERT_TRUE(peers.waitConnected());
+        ASSERT_TRUE(exchange(peers.a, peers.b, 2000, 16, 64));
+        EXPECT_EQ(maxConcurrent.load(), 1);
+        std::lock_guard lock(peers.b.events->mutex);
+        ASSERT_EQ(seen.size(), 2000u);
+        EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+    }
+    std::lock_guard lock(threadsMutex);
+    for (auto& t : threads) {
+        t.join();
+    }
+}
+
+// Diagnostic probes of servers used to run on detached threads that outlived the Agent.
+TEST(AgentApi, NoThreadOfTheAgentOutlivesIt) {
+    auto loop = EventLoop::create("threads");
+    int before = countThreads();
+    {
+        auto config = loopbackConfig(Role::Controlling);
+        // Two STUN servers nobody answers on: the second is probed on a thread of its own.
+        config.stunServers.push_back(ServerUri::parse("stun:127.0.0.1:9").value());
+        config.stunServers.push_back(ServerUri::parse("stun:127.0.0.1:7").value());
+        Recorder events;
+        auto agent = Agent::create(config, events.callbacks(), loop).value();
+        auto stream = agent->addStream(1).value();
+        ASSERT_TRUE(agent->gather(stream));
+        EXPECT_GT(countThreads(), before) << "no probe thread: the test checks nothing";
+    }
+    EXPECT_EQ(countThreads(), before);
 }
 
 } // namespace

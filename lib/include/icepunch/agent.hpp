@@ -76,6 +76,9 @@ struct PairStats {
     uint64_t bytesReceived = 0;
     uint64_t packetsSent = 0;
     uint64_t packetsReceived = 0;
+    // Received but dropped because AgentConfig::receiveQueueLimit datagrams were already waiting
+    // for the app's received callback (a slow callback or executor).
+    uint64_t packetsDropped = 0;
 };
 
 // An ICE agent. All methods are safe from any thread. Callbacks run on the event loop thread (or

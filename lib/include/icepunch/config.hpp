@@ -3,6 +3,7 @@
 #include <icepunch/server_uri.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
@@ -101,7 +102,12 @@ struct AgentConfig {
     std::chrono::milliseconds gatherTimeout{5000};
     // Checks that have not connected by then end in a Failed state.
     std::chrono::milliseconds connectTimeout{30000};
-    Executor executor; // empty: callbacks run on the event loop thread
+    // Empty: callbacks run on the event loop thread. Any executor, also a pool of threads:
+    // callbacks of one agent never run concurrently and always in order.
+    Executor executor;
+    // Datagrams received and not yet handed to Callbacks::received; past this many, new ones are
+    // dropped and counted (PairStats::packetsDropped) rather than held without bound.
+    size_t receiveQueueLimit = 4096;
 };
 
 } // namespace icepunch
