@@ -170,11 +170,8 @@ Status Agent::Impl::init() {
 
     if (!config_.stunServers.empty()) {
         const auto& stun = config_.stunServers.front();
-        auto ip = impl::resolveHost(stun.host, config_.ipv4, config_.ipv6);
-        if (!ip) {
-            return Error{"STUN server " + stun.toString() + ": " + ip.error().message};
-        }
-        g_object_set(agent_, "stun-server", ip->c_str(), "stun-server-port", guint(stun.port),
+        // A name is resolved by libnice, asynchronously, with every address used.
+        g_object_set(agent_, "stun-server", stun.host.c_str(), "stun-server-port", guint(stun.port),
                      nullptr);
     }
 
@@ -269,59 +266,35 @@ Status Agent::Impl::gather(StreamId id) {
             continue;
         }
         const TurnServer& turn = config_.turnServers[slot.turnIndex];
-        auto ip = impl::resolveHost(turn.uri.host, config_.ipv4, config_.ipv6);
-        if (!ip) {
-            reportServer(id, i, {turn.uri, false, {}, 0, ip.error().message, {}});
-            continue;
-        }
-        slot.resolvedIp = *ip;
+        slot.resolvedIp = lowercase(turn.uri.host); // what "the same server" means to us
         for (size_t j = 0; j < i && !slot.sharesServerWith; ++j) {
-            if (stream->servers[j].isTurn && stream->servers[j].resolvedIp == *ip) {
+            if (stream->servers[j].isTurn && stream->servers[j].resolvedIp == slot.resolvedIp) {
                 slot.sharesServerWith = j;
             }
         }
-        std::string relayIp = *ip;
-        uint16_t relayPort = turn.uri.port;
-        NiceRelayType type = relayType(turn);
-        if (turn.uri.scheme == UriScheme::Turns) {
-            // libnice's own TLS relay type does no TLS: it talks TURN-TCP to a local bridge.
-            impl::TlsBridgeOptions options;
-            options.serverAddress = *ip;
-            options.serverPort = turn.uri.port;
-            options.serverName = turn.uri.host;
-            options.tls = turn.tls;
-            options.onError = [weak = weak_from_this(), id, i, uri = turn.uri,
-                               start = stream->gatherStart](const std::string& error) {
-                auto self = weak.lock();
-                if (!self) {
-                    return;
-                }
-                auto elapsed =
-                    std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
-                self->loop_->post([weak, id, i, uri, elapsed, error] {
-                    if (auto s = weak.lock()) {
-                        s->reportServer(id, i, {uri, false, elapsed, 0, error, {}});
-                    }
-                });
-            };
-            auto bridge = impl::TlsBridge::start(std::move(options));
-            if (!bridge) {
-                reportServer(id, i, {turn.uri, false, {}, 0, bridge.error().message, {}});
-                continue;
+        if (turn.uri.scheme != UriScheme::Turns || impl::isIpLiteral(turn.uri.host)) {
+            // libnice resolves a TURN host name itself, asynchronously, and uses every address.
+            addRelay(id, i, turn.uri.host);
+            continue;
+        }
+        // turns: by name: the TLS bridge needs each address, resolved here without blocking
+        // the loop; libnice takes relays added after gathering started.
+        resolveAsync(turn.uri.host, [weak = weak_from_this(), id,
+                                     i](Result<std::vector<std::string>> addresses) {
+            auto self = weak.lock();
+            if (!self || !self->agent_) {
+                return;
             }
-            relayIp = (*bridge)->localAddress();
-            relayPort = (*bridge)->localPort();
-            stream->servers[i].probeVia = impl::ProbeEndpoint{relayIp, relayPort, Transport::Tcp};
-            type = NICE_RELAY_TYPE_TURN_TCP;
-            bridges_.push_back(std::move(*bridge));
-        }
-        auto creds = turn.credentials();
-        addSecret(creds.password);
-        stream->relayOrder.push_back(i);
-        for (unsigned c = 1; c <= stream->components.size(); ++c) {
-            nice_agent_set_relay_info(agent_, id, c, relayIp.c_str(), relayPort,
-                                      creds.username.c_str(), creds.password.c_str(), type);
-        }
+            if (!addresses) {
+                const ServerSlot& s = self->streams_[id].servers[i];
+                self->reportServer(id, i,
+                                   {s.status.uri, false, {}, 0, addresses.error().message, {}});
+                return;
+            }
+            for (const auto& address : *addresses) {
+                self->addRelay(id, i, address);
+            }
+        });
     }
     if (!nice_agent_gather_candidates(agent_, id)) {
         return Error{"gathering failed: no usable local address (check the interface list)"};
@@ -464,6 +437,128 @@ void Agent::Impl::onNewCandidate(NiceCandidate* nc) {
             reportSiblingsOf(id, *slot);
         }
     }
+}
+
+std::string Agent::Impl::lowercase(std::string text) {
+    std::transform(text.begin(), text.end(), text.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return text;
+}
+
+// One relay for libnice: `address` is the server's IP literal, or (except for turns:) its host
+// name, which libnice resolves itself.
+void Agent::Impl::addRelay(StreamId id, size_t slotIndex, const std::string& address) {
+    Stream* stream = findStream(id);
+    const TurnServer& turn = config_.turnServers[stream->servers[slotIndex].turnIndex];
+    if (stream->relayOrder.size() >= kMaxRelays) {
+        reportServer(id, slotIndex,
+                     {turn.uri,
+                      false,
+                      {},
+                      0,
+                      "not used: libnice takes at most " + std::to_string(kMaxRelays) +
+                          " TURN servers (addresses) per component",
+                      {}});
+        return;
+    }
+    std::string relayIp = address;
+    uint16_t relayPort = turn.uri.port;
+    NiceRelayType type = relayType(turn);
+    if (turn.uri.scheme == UriScheme::Turns) {
+        // libnice's own TLS relay type does no TLS: it talks TURN-TCP to a local bridge.
+        impl::TlsBridgeOptions options;
+        options.serverAddress = address;
+        options.serverPort = turn.uri.port;
+        options.serverName = turn.uri.host;
+        options.tls = turn.tls;
+        options.onError = [weak = weak_from_this(), id, slotIndex, uri = turn.uri,
+                           start = stream->gatherStart](const std::string& error) {
+            auto self = weak.lock();
+            if (!self) {
+                return;
+            }
+            auto elapsed =
+                std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+            self->loop_->post([weak, id, slotIndex, uri, elapsed, error] {
+                if (auto s = weak.lock()) {
+                    s->reportServer(id, slotIndex, {uri, false, elapsed, 0, error, {}});
+                }
+            });
+        };
+        auto bridge = impl::TlsBridge::start(std::move(options));
+        if (!bridge) {
+            reportServer(id, slotIndex, {turn.uri, false, {}, 0, bridge.error().message, {}});
+            return;
+        }
+        relayIp = (*bridge)->localAddress();
+        relayPort = (*bridge)->localPort();
+        stream->servers[slotIndex].probeVia =
+            impl::ProbeEndpoint{relayIp, relayPort, Transport::Tcp};
+        type = NICE_RELAY_TYPE_TURN_TCP;
+        bridges_.push_back(std::move(*bridge));
+    }
+    auto creds = turn.credentials();
+    addSecret(creds.password);
+    stream->relayOrder.push_back(slotIndex);
+    for (unsigned c = 1; c <= stream->components.size(); ++c) {
+        nice_agent_set_relay_info(agent_, id, c, relayIp.c_str(), relayPort, creds.username.c_str(),
+                                  creds.password.c_str(), type);
+    }
+}
+
+namespace {
+
+struct ResolveData {
+    bool ipv4, ipv6;
+    std::function<void(Result<std::vector<std::string>>)> done;
+};
+
+void resolvedCb(GObject* source, GAsyncResult* result, gpointer user) {
+    std::unique_ptr<ResolveData> data(static_cast<ResolveData*>(user));
+    GError* error = nullptr;
+    GList* list = g_resolver_lookup_by_name_finish(G_RESOLVER(source), result, &error);
+    if (!list) {
+        bool cancelled = g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+        std::string message = error ? error->message : "no address";
+        g_clear_error(&error);
+        if (!cancelled) {
+            data->done(Error{"cannot resolve: " + message});
+        }
+        return;
+    }
+    std::vector<std::string> addresses;
+    for (GList* item = list; item; item = item->next) {
+        auto* address = G_INET_ADDRESS(item->data);
+        bool v6 = g_inet_address_get_family(address) == G_SOCKET_FAMILY_IPV6;
+        if ((v6 && !data->ipv6) || (!v6 && !data->ipv4)) {
+            continue;
+        }
+        gchar* text = g_inet_address_to_string(address);
+        addresses.emplace_back(text);
+        g_free(text);
+    }
+    g_resolver_free_addresses(list);
+    if (addresses.empty()) {
+        data->done(
+            Error{"cannot resolve: no address of an enabled family (AgentConfig::ipv4/ipv6)"});
+        return;
+    }
+    data->done(std::move(addresses));
+}
+
+} // namespace
+
+// GResolver on the loop's context: the lookup runs on GLib's resolver threads, the answer comes
+// back on the loop; teardown cancels it.
+void Agent::Impl::resolveAsync(const std::string& host,
+                               std::function<void(Result<std::vector<std::string>>)> done) {
+    if (!resolveCancel_) {
+        resolveCancel_ = g_cancellable_new();
+    }
+    GResolver* resolver = g_resolver_get_default();
+    g_resolver_lookup_by_name_async(resolver, host.c_str(), resolveCancel_, resolvedCb,
+                                    new ResolveData{config_.ipv4, config_.ipv6, std::move(done)});
+    g_object_unref(resolver);
 }
 
 std::optional<size_t> Agent::Impl::relaySibling(const Stream& stream, size_t slotIndex) const {
@@ -622,14 +717,12 @@ void Agent::Impl::probeServer(StreamId id, size_t slotIndex, std::chrono::millis
     ServerSlot& slot = stream->servers[slotIndex];
     slot.probing = true;
     const ServerUri uri = slot.status.uri;
-    auto ip = impl::resolveHost(uri.host, config_.ipv4, config_.ipv6);
-    if (!ip) {
-        reportServer(id, slotIndex, {uri, false, {}, 0, ip.error().message, {}});
-        return;
-    }
-    impl::ProbeEndpoint endpoint{*ip, uri.port, uri.effectiveTransport()};
+    // The name is resolved on the probe's thread: getaddrinfo blocks.
+    impl::ProbeEndpoint endpoint{uri.host, uri.port, uri.effectiveTransport()};
+    bool resolve = true;
     if (slot.probeVia) {
         endpoint = *slot.probeVia; // turns: the TLS bridge carries the check too
+        resolve = false;
     }
     std::optional<TurnCredentials> creds;
     if (slot.isTurn) {
@@ -637,9 +730,16 @@ void Agent::Impl::probeServer(StreamId id, size_t slotIndex, std::chrono::millis
     }
     probeThreads_.emplace_back([weak = weak_from_this(), endpoint, uri, id, slotIndex, creds,
                                 timeout, stunOkMessage = std::move(stunOkMessage),
-                                cancel = cancelProbes_, start = stream->gatherStart] {
+                                cancel = cancelProbes_, start = stream->gatherStart, resolve,
+                                ipv4 = config_.ipv4, ipv6 = config_.ipv6]() mutable {
         ServerStatus status{uri, false, {}, 0, {}, {}};
-        if (creds) {
+        Result<std::string> ip = endpoint.host;
+        if (resolve) {
+            ip = impl::resolveHost(uri.host, ipv4, ipv6);
+        }
+        if (!ip) {
+            status.message = ip.error().message;
+        } else if (endpoint.host = *ip; creds) {
             auto r = impl::turnAllocate(endpoint, creds->username, creds->password, timeout,
                                         cancel.get(), true);
             status.ok = r.ok;
@@ -1012,6 +1112,11 @@ void Agent::Impl::teardown() {
         return;
     }
     *cancelProbes_ = true;
+    if (resolveCancel_) {
+        g_cancellable_cancel(resolveCancel_);
+        g_object_unref(resolveCancel_);
+        resolveCancel_ = nullptr;
+    }
     // Cancelled probes return within 50 ms (their poll slice): no thread of ours outlives us.
     for (auto& thread : probeThreads_) {
         thread.join();

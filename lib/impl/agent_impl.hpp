@@ -7,6 +7,7 @@
 #include "impl/tls_bridge.hpp"
 #include "impl/turn_probe.hpp"
 
+#include <gio/gio.h>
 #include <nice/agent.h>
 
 #include <atomic>
@@ -87,6 +88,11 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     Status endOfRemoteCandidates(StreamId id);
     void teardown();
     static bool isMdnsName(const std::string& address);
+    static std::string lowercase(std::string text);
+    void addRelay(StreamId id, size_t slotIndex, const std::string& address);
+    void resolveAsync(const std::string& host,
+                      std::function<void(Result<std::vector<std::string>>)> done);
+    static constexpr size_t kMaxRelays = 8; // libnice's NICE_CANDIDATE_MAX_TURN_SERVERS
     void resolveMdnsCandidate(StreamId id, const Candidate& candidate);
     void onMdnsResolved(StreamId id, Candidate candidate,
                         Result<std::vector<std::string>> addresses);
@@ -144,9 +150,9 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     NiceAgent* agent_ = nullptr;
     std::shared_ptr<CallbackGate> gate_ = std::make_shared<CallbackGate>();
     std::map<StreamId, Stream> streams_;
-    std::vector<std::unique_ptr<impl::TlsBridge>> bridges_;
-    std::shared_ptr<impl::MdnsResolver>
-        mdns_; // made on the first .local candidate // one per turns: server and stream
+    std::vector<std::unique_ptr<impl::TlsBridge>> bridges_; // one per turns: address
+    std::shared_ptr<impl::MdnsResolver> mdns_;              // made on the first .local candidate
+    GCancellable* resolveCancel_ = nullptr;                 // pending host name lookups
     std::vector<std::string> secrets_; // registered for log redaction until teardown
     void addSecret(std::string secret);
     std::shared_ptr<std::atomic<bool>> cancelProbes_ = std::make_shared<std::atomic<bool>>(false);

@@ -29,6 +29,12 @@ std::string toString(const sockaddr* sa) {
 
 } // namespace
 
+bool isIpLiteral(const std::string& text) {
+    in6_addr buffer{};
+    return inet_pton(AF_INET, text.c_str(), &buffer) == 1 ||
+           inet_pton(AF_INET6, text.c_str(), &buffer) == 1;
+}
+
 Result<std::string> resolveHost(const std::string& host, bool ipv4, bool ipv6) {
     addrinfo hints{};
     hints.ai_family = ipv4 && ipv6 ? AF_UNSPEC : (ipv4 ? AF_INET : AF_INET6);

@@ -7,6 +7,9 @@
 
 namespace icepunch::impl {
 
+// Whether text is an IPv4 or IPv6 literal (no brackets).
+bool isIpLiteral(const std::string& text);
+
 // An IP literal for host (returned as is when it already is one), honouring the family switches.
 Result<std::string> resolveHost(const std::string& host, bool ipv4, bool ipv6);
 
