@@ -13,7 +13,8 @@ pcdir="$root/$libdir/pkgconfig"
 test -f "$root/include/icepunch/icepunch.hpp"
 test -f "$root/include/icepunch/version.hpp"
 test -x "$root/bin/icepunch"
-ls "$root/$libdir"/libicepunch.so* >/dev/null
+test -L "$root/$libdir/libicepunch.so"
+test -e "$root/$libdir/libicepunch.so.0"
 cat >"$dest/use.cpp" <<'CPP'
 #include <icepunch/icepunch.hpp>
 #include <cstdio>
