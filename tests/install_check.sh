@@ -25,7 +25,16 @@ int main() {
 }
 CPP
 # Point the .pc file at the scratch prefix, where a real install would not need this.
-flags="$(PKG_CONFIG_PATH="$pcdir" pkg-config --define-variable=prefix="$root" --cflags --libs icepunch)"
+pc() { PKG_CONFIG_PATH="$pcdir" pkg-config --define-variable=prefix="$root" "$@" icepunch; }
+# No public header includes GLib, libnice or OpenSSL: a user compiles with our include path only
+# (no glib, nice, gupnp, libsoup ... paths dragged in through Requires.private).
+for flag in $(pc --cflags); do
+    if [[ "$flag" != "-I$root/include" ]]; then
+        echo "pkg-config --cflags icepunch has $flag besides -I$root/include: $(pc --cflags)" >&2
+        exit 1
+    fi
+done
+flags="$(pc --cflags --libs)"
 # shellcheck disable=SC2086
 g++ -std=c++20 -Wall -Wextra -Werror "$dest/use.cpp" -o "$dest/use" $flags
 LD_LIBRARY_PATH="$root/$libdir" "$dest/use"
