@@ -6,7 +6,7 @@
 #include "impl/tls_bridge.hpp"
 #include "impl/turn_probe.hpp"
 
-#include <nice/agent.h>
+#include <agent.h>
 
 #include <atomic>
 #include <chrono>
