@@ -19,7 +19,7 @@
 #endif
 #include "baseline_libnice.h"
 
-#include <nice/agent.h>
+#include <agent.h>
 
 #include <errno.h>
 #include <fcntl.h>

@@ -10,6 +10,8 @@ back from the controlled side (--echo --idle 2) exactly, byte for byte, in any o
 Writes a Markdown table into its own section of RESULTS.md and prints it.
 
 Exit status: 0 all ran pairs passed, 1 any failure, 77 (meson: skipped) nothing ran.
+With CI=true in the environment a peer (or counterpart) that cannot run here is a failure,
+not a skip: CI must run every pair, so a runtime missing there is a broken setup.
 Standard library only; all traffic stays on 127.0.0.1.
 """
 import argparse
@@ -33,6 +35,11 @@ TURN_USER, TURN_PASS, TURN_REALM = "u", "p", "interop.test"
 
 
 # ---------------------------------------------------------------- peers
+
+def strict():
+    """CI=true (as CI services set it, and .ci/run): unavailable peers fail instead of skipping."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
 
 def find_libnice_peer(explicit):
     cands = [explicit] if explicit else []
@@ -382,6 +389,9 @@ def main():
         cp_cmd, why = peer_command(counterpart, args)
         if not cp_cmd:
             print("counterpart %s unavailable: %s" % (counterpart, why), file=sys.stderr)
+            if strict():
+                print("FAIL: CI=true and counterpart %s cannot run" % counterpart, file=sys.stderr)
+                return 1
             if counterpart == "icepunch" and not args.against:
                 print("falling back to pairing the peers with each other", file=sys.stderr)
                 counterpart = None
@@ -452,8 +462,12 @@ def main():
                                         ", ".join(paths) or "no path"), "",
                "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     section += ["| " + " | ".join(r) + " |" for r in rows]
+    verdict = "FAILED (CI=true, must run)" if strict() else "SKIPPED"
     for p, why in skipped.items():
-        section.append("| %s | — | — | — | — | — | — | SKIPPED: %s |" % (p, why))
+        section.append("| %s | — | — | — | — | — | — | %s: %s |" % (p, verdict, why))
+        if strict():
+            print("FAIL: CI=true and peer %s cannot run: %s" % (p, why), file=sys.stderr)
+            failures += 1
     text = "\n".join(section) + "\n"
     try:
         write_results(args.results, title, text)
@@ -467,7 +481,7 @@ def main():
     if failures:
         return 1
     if not rows:
-        return 77
+        return 1 if strict() else 77
     return 0
 
 

@@ -13,7 +13,8 @@ pcdir="$root/$libdir/pkgconfig"
 test -f "$root/include/icepunch/icepunch.hpp"
 test -f "$root/include/icepunch/version.hpp"
 test -x "$root/bin/icepunch"
-ls "$root/$libdir"/libicepunch.so* >/dev/null
+test -L "$root/$libdir/libicepunch.so"
+test -e "$root/$libdir/libicepunch.so.0"
 cat >"$dest/use.cpp" <<'CPP'
 #include <icepunch/icepunch.hpp>
 #include <cstdio>
@@ -24,7 +25,16 @@ int main() {
 }
 CPP
 # Point the .pc file at the scratch prefix, where a real install would not need this.
-flags="$(PKG_CONFIG_PATH="$pcdir" pkg-config --define-variable=prefix="$root" --cflags --libs icepunch)"
+pc() { PKG_CONFIG_PATH="$pcdir" pkg-config --define-variable=prefix="$root" "$@" icepunch; }
+# No public header includes GLib, libnice or OpenSSL: a user compiles with our include path only
+# (no glib, nice, gupnp, libsoup ... paths dragged in through Requires.private).
+for flag in $(pc --cflags); do
+    if [[ "$flag" != "-I$root/include" ]]; then
+        echo "pkg-config --cflags icepunch has $flag besides -I$root/include: $(pc --cflags)" >&2
+        exit 1
+    fi
+done
+flags="$(pc --cflags --libs)"
 # shellcheck disable=SC2086
 g++ -std=c++20 -Wall -Wextra -Werror "$dest/use.cpp" -o "$dest/use" $flags
 LD_LIBRARY_PATH="$root/$libdir" "$dest/use"

@@ -8,7 +8,7 @@
 #include "impl/turn_probe.hpp"
 
 #include <gio/gio.h>
-#include <nice/agent.h>
+#include <agent.h>
 
 #include <atomic>
 #include <chrono>

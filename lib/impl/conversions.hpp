@@ -5,7 +5,7 @@
 #include <icepunch/agent.hpp>
 #include <icepunch/candidate.hpp>
 
-#include <nice/agent.h>
+#include <agent.h> // as libnice spells it: nice.pc adds include/nice, its subproject agent/
 
 #include <string>
 

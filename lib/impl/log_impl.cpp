@@ -1,7 +1,7 @@
 #include "impl/log_impl.hpp"
 
 #include <glib.h>
-#include <nice/debug.h>
+#include <debug.h>
 
 #include <cstdio>
 #include <map>

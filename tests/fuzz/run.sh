@@ -25,7 +25,7 @@ done
 
 if [[ ! -f "$build/build.ninja" ]]; then
     CXX=clang++ CC=clang meson setup "$build" -Dfuzzing=enabled -Dtests=disabled \
-        -Dtools=disabled -Dbench=disabled
+        -Dtools=disabled -Dbench=disabled -Dwerror=true
 fi
 # Only the fuzz targets: they compile the parser sources themselves, not the whole library.
 ninja -C "$build" -j2 "${targets[@]/#/tests/fuzz/}"

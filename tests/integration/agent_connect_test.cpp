@@ -15,7 +15,7 @@ TEST(AgentConnect, TrickleHostCandidatesConnectAndCarry10000Datagrams) {
     peers.startTrickle();
     ASSERT_TRUE(peers.waitConnected());
 
-    auto pair = *peers.a.events->pair;
+    auto pair = *peers.a.events->snapshot().pair;
     EXPECT_EQ(pair.local.type, CandidateType::Host);
     EXPECT_EQ(pair.remote.type, CandidateType::Host);
     EXPECT_FALSE(pair.isRelayed());
@@ -23,8 +23,8 @@ TEST(AgentConnect, TrickleHostCandidatesConnectAndCarry10000Datagrams) {
 
     EXPECT_TRUE(exchange(peers.a, peers.b, 10000, 200));
     EXPECT_TRUE(exchange(peers.b, peers.a, 10000, 200));
-    EXPECT_EQ(peers.b.events->received, 10000u);
-    EXPECT_EQ(peers.a.events->received, 10000u);
+    EXPECT_EQ(peers.b.events->snapshot().received, 10000u);
+    EXPECT_EQ(peers.a.events->snapshot().received, 10000u);
 
     auto stats = peers.a.agent->stats(peers.a.stream, 1);
     ASSERT_TRUE(stats);
@@ -99,8 +99,9 @@ TEST(AgentConnect, PayloadsArriveIntactAndInOrderOnLoopback) {
         ASSERT_TRUE(peers.a.agent->send(peers.a.stream, 1, "message " + std::to_string(i)));
     }
     ASSERT_TRUE(peers.b.events->waitFor([&] { return peers.b.events->payloads.size() == 50; }));
+    auto payloads = peers.b.events->snapshot().payloads;
     for (int i = 0; i < 50; ++i) {
-        EXPECT_EQ(peers.b.events->payloads[i], "message " + std::to_string(i));
+        EXPECT_EQ(payloads[i], "message " + std::to_string(i));
     }
 }
 
@@ -109,8 +110,10 @@ TEST(AgentConnect, RoleConflictBothControllingIsResolved) {
     peers.startTrickle();
     ASSERT_TRUE(peers.waitConnected());
     // RFC 8445 7.3.1.1: the tie-breaker settles roles; both sides agree on one pair.
-    EXPECT_EQ(peers.a.events->pair->local.endpoint(), peers.b.events->pair->remote.endpoint());
-    EXPECT_EQ(peers.a.events->pair->remote.endpoint(), peers.b.events->pair->local.endpoint());
+    auto a = peers.a.events->snapshot().pair;
+    auto b = peers.b.events->snapshot().pair;
+    EXPECT_EQ(a->local.endpoint(), b->remote.endpoint());
+    EXPECT_EQ(a->remote.endpoint(), b->local.endpoint());
     EXPECT_TRUE(exchange(peers.a, peers.b, 100, 50));
     EXPECT_TRUE(exchange(peers.b, peers.a, 100, 50));
 }
@@ -119,7 +122,8 @@ TEST(AgentConnect, RoleConflictBothControlledIsResolved) {
     PeerPair peers(loopbackConfig(Role::Controlled), loopbackConfig(Role::Controlled));
     peers.startTrickle();
     ASSERT_TRUE(peers.waitConnected());
-    EXPECT_EQ(peers.a.events->pair->local.endpoint(), peers.b.events->pair->remote.endpoint());
+    EXPECT_EQ(peers.a.events->snapshot().pair->local.endpoint(),
+              peers.b.events->snapshot().pair->remote.endpoint());
     EXPECT_TRUE(exchange(peers.a, peers.b, 100, 50));
     EXPECT_TRUE(exchange(peers.b, peers.a, 100, 50));
 }
@@ -174,7 +178,7 @@ TEST(AgentConnect, CallbacksRunOnTheGivenExecutor) {
         }
     }
     EXPECT_EQ(callbackThread, std::this_thread::get_id());
-    peers.a.agent.reset(); // before the executor's captures go away
+    peers.a.destroyAgent(); // before the executor's captures go away
 }
 
 TEST(AgentConnect, InvalidConfigurationIsAnError) {
@@ -207,8 +211,9 @@ TEST(AgentConnect, PortRangeIsHonoured) {
     PeerPair peers(config, loopbackConfig(Role::Controlled));
     peers.a.agent->gather(peers.a.stream);
     ASSERT_TRUE(peers.a.events->waitFor([&] { return peers.a.events->gatheringDone; }));
-    ASSERT_FALSE(peers.a.events->candidates.empty());
-    for (const auto& c : peers.a.events->candidates) {
+    auto candidates = peers.a.events->snapshot().candidates;
+    ASSERT_FALSE(candidates.empty());
+    for (const auto& c : candidates) {
         EXPECT_GE(c.port, 41000);
         EXPECT_LE(c.port, 41100);
     }

@@ -11,6 +11,7 @@ Agent::Callbacks Recorder::callbacks() {
     Recorder* self = this;
     Agent::Callbacks cb;
     cb.localCandidate = [self](StreamId stream, const Candidate& c) {
+        self->noteCallback();
         {
             std::lock_guard lock(self->mutex);
             self->candidates.push_back(c);
@@ -21,6 +22,7 @@ Agent::Callbacks Recorder::callbacks() {
         }
     };
     cb.gatheringDone = [self](StreamId stream) {
+        self->noteCallback();
         {
             std::lock_guard lock(self->mutex);
             self->gatheringDone = true;
@@ -31,6 +33,7 @@ Agent::Callbacks Recorder::callbacks() {
         }
     };
     cb.serverStatus = [self](StreamId, const ServerStatus& s) {
+        self->noteCallback();
         {
             std::lock_guard lock(self->mutex);
             self->servers.push_back(s);
@@ -38,6 +41,7 @@ Agent::Callbacks Recorder::callbacks() {
         self->changed.notify_all();
     };
     cb.stateChanged = [self](StreamId, ComponentId component, ComponentState state) {
+        self->noteCallback();
         if (component != 1) {
             return;
         }
@@ -54,6 +58,7 @@ Agent::Callbacks Recorder::callbacks() {
         }
     };
     cb.selectedPairChanged = [self](StreamId, ComponentId, const CandidatePair& pair) {
+        self->noteCallback();
         {
             std::lock_guard lock(self->mutex);
             self->pair = pair;
@@ -61,6 +66,7 @@ Agent::Callbacks Recorder::callbacks() {
         self->changed.notify_all();
     };
     cb.failed = [self](StreamId, ComponentId, const Failure& f) {
+        self->noteCallback();
         {
             std::lock_guard lock(self->mutex);
             self->failures.push_back(f);
@@ -68,6 +74,7 @@ Agent::Callbacks Recorder::callbacks() {
         self->changed.notify_all();
     };
     cb.received = [self](StreamId, ComponentId, std::span<const std::byte> data) {
+        self->noteCallback();
         {
             std::lock_guard lock(self->mutex);
             self->received += 1;
@@ -90,7 +97,13 @@ Agent::Callbacks Recorder::callbacks() {
     return cb;
 }
 
-bool Recorder::hasState(ComponentState state) {
+void Recorder::noteCallback() {
+    if (agentGone) {
+        ++callbacksAfterGone;
+    }
+}
+
+bool RecordedEvents::hasState(ComponentState state) const {
     for (auto s : states) {
         if (s == state) {
             return true;
@@ -99,9 +112,28 @@ bool Recorder::hasState(ComponentState state) {
     return false;
 }
 
+RecordedEvents Recorder::snapshot() {
+    std::lock_guard lock(mutex);
+    return *this;
+}
+
 bool Recorder::waitConnected(std::chrono::milliseconds timeout) {
     return waitFor([this] { return hasState(ComponentState::Connected) && pair.has_value(); },
                    timeout);
+}
+
+void Peer::destroyAgent() {
+    std::unique_ptr<Agent> gone;
+    {
+        std::lock_guard lock(agentMutex_);
+        gone = std::move(agent);
+    }
+    // Outside the lock: the destructor waits for running callbacks, which may be forwarders
+    // waiting for this very lock.
+    if (gone) {
+        gone.reset();
+        events->agentGone = true;
+    }
 }
 
 AgentConfig loopbackConfig(Role role) {
@@ -132,14 +164,10 @@ void PeerPair::startTrickle() {
         // Looked up at call time: a test may destroy the other agent meanwhile.
         Peer* peer = &other;
         self.events->onCandidate = [peer](StreamId, const Candidate& c) {
-            if (peer->agent) {
-                peer->agent->addRemoteCandidate(peer->stream, c);
-            }
+            peer->withAgent([&](Agent& agent) { agent.addRemoteCandidate(peer->stream, c); });
         };
         self.events->onGatheringDone = [peer](StreamId) {
-            if (peer->agent) {
-                peer->agent->endOfRemoteCandidates(peer->stream);
-            }
+            peer->withAgent([&](Agent& agent) { agent.endOfRemoteCandidates(peer->stream); });
         };
     };
     wire(a, b);
@@ -169,6 +197,11 @@ bool PeerPair::startNonTrickle(std::chrono::milliseconds timeout) {
 
 bool PeerPair::waitConnected(std::chrono::milliseconds timeout) {
     return a.events->waitConnected(timeout) && b.events->waitConnected(timeout);
+}
+
+PeerPair::~PeerPair() {
+    a.destroyAgent();
+    b.destroyAgent();
 }
 
 bool exchange(Peer& from, Peer& to, int count, size_t size, size_t window,

@@ -20,11 +20,9 @@ namespace icepunch::test {
 
 using namespace std::chrono_literals;
 
-// Events of one agent, recorded thread-safely.
-class Recorder {
-public:
-    std::mutex mutex;
-    std::condition_variable changed;
+// What one agent reported, in order. The callbacks write it on the loop thread: read it under
+// Recorder::mutex (waitFor predicates are) or from a snapshot().
+struct RecordedEvents {
     std::vector<Candidate> candidates;
     std::vector<ServerStatus> servers;
     std::vector<ComponentState> states; // component 1, in order
@@ -35,10 +33,25 @@ public:
     uint64_t received = 0;
     uint64_t receivedBytes = 0;
     std::vector<std::string> payloads; // kept when keepPayloads
-    bool keepPayloads = false;
     std::chrono::steady_clock::time_point connectedAt{};
 
-    // Runs after the recorder notes each event (e.g. to forward a candidate to the peer).
+    bool hasState(ComponentState state) const;
+};
+
+// Events of one agent, recorded thread-safely.
+class Recorder : public RecordedEvents {
+public:
+    std::mutex mutex;
+    std::condition_variable changed;
+    std::atomic<bool> keepPayloads{false};
+
+    // Set right after the agent's destructor has returned (Peer::destroyAgent does); a callback
+    // that starts after that is counted here: the API says there is none.
+    std::atomic<bool> agentGone{false};
+    std::atomic<int> callbacksAfterGone{0};
+
+    // Run after the recorder notes each event (e.g. to forward a candidate to the peer). Set them
+    // before the agent can call back (before gather).
     std::function<void(StreamId, const Candidate&)> onCandidate;
     std::function<void(StreamId)> onGatheringDone;
     std::function<void(ComponentState)> onState;
@@ -46,13 +59,17 @@ public:
 
     Agent::Callbacks callbacks();
 
+    // A copy of everything recorded so far, taken under the lock.
+    RecordedEvents snapshot();
     // Waits until pred() (evaluated under the lock) holds; false on timeout.
     template <typename Pred> bool waitFor(Pred pred, std::chrono::milliseconds timeout = 10s) {
         std::unique_lock lock(mutex);
         return changed.wait_for(lock, timeout, pred);
     }
     bool waitConnected(std::chrono::milliseconds timeout = 10s);
-    bool hasState(ComponentState state);
+
+private:
+    void noteCallback();
 };
 
 struct Peer {
@@ -60,6 +77,22 @@ struct Peer {
     std::shared_ptr<Recorder> events = std::make_shared<Recorder>();
     std::unique_ptr<Agent> agent;
     StreamId stream = 0;
+
+    ~Peer() { destroyAgent(); }
+    // Destroys the agent (from any thread, also from its own callback) and then marks its
+    // recorder: from here on no callback of it may start.
+    void destroyAgent();
+    // Runs fn(agent) unless the agent is gone; safe against destroyAgent() on another thread
+    // (the other peer's forwarders run on the loop thread, the test destroys from its own).
+    template <typename Fn> void withAgent(Fn fn) {
+        std::lock_guard lock(agentMutex_);
+        if (agent) {
+            fn(*agent);
+        }
+    }
+
+private:
+    std::mutex agentMutex_; // guards `agent` against withAgent() while destroyAgent() takes it
 };
 
 // Two agents on loopback. Peer a is controlling, b controlled, unless configs say otherwise.
@@ -72,6 +105,8 @@ public:
     // Gathers both, waits for gathering done, then exchanges whole descriptions.
     bool startNonTrickle(std::chrono::milliseconds timeout = 10s);
     bool waitConnected(std::chrono::milliseconds timeout = 10s);
+    // Destroys a then b: once a is gone its forwarders, which reach into b, no longer run.
+    ~PeerPair();
 
     Peer a, b;
 };

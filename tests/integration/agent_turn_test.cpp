@@ -59,13 +59,14 @@ protected:
         return server;
     }
 
-    static const ServerStatus* findStatus(Recorder& events, bool turn) {
-        for (const auto& s : events.servers) {
+    // The first STUN (or TURN) server's status, copied under the recorder's lock.
+    static std::optional<ServerStatus> findStatus(Recorder& events, bool turn) {
+        for (const auto& s : events.snapshot().servers) {
             if (s.uri.isTurn() == turn) {
-                return &s;
+                return s;
             }
         }
-        return nullptr;
+        return std::nullopt;
     }
 };
 
@@ -77,12 +78,12 @@ TEST_F(AgentTurn, StunServerAnswersAndNoRedundantSrflxOnLoopback) {
     PeerPair peers(config, loopbackConfig(Role::Controlled));
     peers.a.agent->gather(peers.a.stream);
     ASSERT_TRUE(peers.a.events->waitFor([&] { return !peers.a.events->servers.empty(); }));
-    const ServerStatus* stun = findStatus(*peers.a.events, false);
-    ASSERT_NE(stun, nullptr);
+    auto stun = findStatus(*peers.a.events, false);
+    ASSERT_TRUE(stun);
     EXPECT_TRUE(stun->ok) << stun->message;
     // Without a NAT the mapped address equals the host candidate: RFC 8445 5.1.3 drops it as
     // redundant. (A real srflx behind a NAT is covered in the NAT lab.)
-    for (const auto& c : peers.a.events->candidates) {
+    for (const auto& c : peers.a.events->snapshot().candidates) {
         EXPECT_NE(c.type, CandidateType::ServerReflexive) << c;
     }
 }
@@ -100,18 +101,21 @@ TEST_F(AgentTurn, RelayOnlyOverTurnUdpCarriesDataBothWays) {
     peers.startTrickle();
     ASSERT_TRUE(peers.waitConnected()) << coturn->logTail();
     for (auto* peer : {&peers.a, &peers.b}) {
-        for (const auto& c : peer->events->candidates) {
+        auto events = peer->events->snapshot();
+        for (const auto& c : events.candidates) {
             EXPECT_EQ(c.type, CandidateType::Relayed) << "relay-only policy leaked " << c;
         }
-        ASSERT_TRUE(peer->events->pair);
-        EXPECT_TRUE(peer->events->pair->isRelayed());
-        EXPECT_EQ(peer->events->pair->local.type, CandidateType::Relayed);
-        const ServerStatus* turn = findStatus(*peer->events, true);
-        ASSERT_NE(turn, nullptr);
+        ASSERT_TRUE(events.pair);
+        EXPECT_TRUE(events.pair->isRelayed());
+        EXPECT_EQ(events.pair->local.type, CandidateType::Relayed);
+        auto turn = findStatus(*peer->events, true);
+        ASSERT_TRUE(turn);
         EXPECT_TRUE(turn->ok) << turn->message;
     }
-    EXPECT_TRUE(exchange(peers.a, peers.b, 2000, 500, 32, 20s)) << peers.b.events->received;
-    EXPECT_TRUE(exchange(peers.b, peers.a, 2000, 500, 32, 20s)) << peers.a.events->received;
+    EXPECT_TRUE(exchange(peers.a, peers.b, 2000, 500, 32, 20s))
+        << peers.b.events->snapshot().received;
+    EXPECT_TRUE(exchange(peers.b, peers.a, 2000, 500, 32, 20s))
+        << peers.a.events->snapshot().received;
 }
 
 TEST_F(AgentTurn, RelayOnlyOverTurnTcp) {
@@ -126,9 +130,11 @@ TEST_F(AgentTurn, RelayOnlyOverTurnTcp) {
     PeerPair peers(ca, cb);
     peers.startTrickle();
     ASSERT_TRUE(peers.waitConnected()) << coturn->logTail();
-    EXPECT_TRUE(peers.a.events->pair->isRelayed());
-    EXPECT_TRUE(exchange(peers.a, peers.b, 500, 500, 32, 20s)) << peers.b.events->received;
-    EXPECT_TRUE(exchange(peers.b, peers.a, 500, 500, 32, 20s)) << peers.a.events->received;
+    EXPECT_TRUE(peers.a.events->snapshot().pair->isRelayed());
+    EXPECT_TRUE(exchange(peers.a, peers.b, 500, 500, 32, 20s))
+        << peers.b.events->snapshot().received;
+    EXPECT_TRUE(exchange(peers.b, peers.a, 500, 500, 32, 20s))
+        << peers.a.events->snapshot().received;
 }
 
 TEST_F(AgentTurn, WrongPasswordGivesA401ErrorEventAndNoRelayWithinTheTimeout) {
@@ -144,12 +150,12 @@ TEST_F(AgentTurn, WrongPasswordGivesA401ErrorEventAndNoRelayWithinTheTimeout) {
     ASSERT_TRUE(peers.a.events->waitFor(
         [&] { return peers.a.events->gatheringDone && !peers.a.events->servers.empty(); }, 15s));
     auto elapsed = std::chrono::steady_clock::now() - start;
-    const ServerStatus* turn = findStatus(*peers.a.events, true);
-    ASSERT_NE(turn, nullptr);
+    auto turn = findStatus(*peers.a.events, true);
+    ASSERT_TRUE(turn);
     EXPECT_FALSE(turn->ok);
     EXPECT_EQ(turn->stunError, 401) << turn->message;
     EXPECT_NE(turn->message.find("401"), std::string::npos) << turn->message;
-    for (const auto& c : peers.a.events->candidates) {
+    for (const auto& c : peers.a.events->snapshot().candidates) {
         EXPECT_NE(c.type, CandidateType::Relayed) << c;
     }
     EXPECT_LE(elapsed, config.gatherTimeout + 2s);
@@ -230,15 +236,15 @@ TEST_F(AgentTurn, DeadServerEndsInAnErrorEventWithinTheTimeout) {
     ASSERT_TRUE(peers.a.events->waitFor(
         [&] { return peers.a.events->gatheringDone && !peers.a.events->servers.empty(); }, 10s));
     EXPECT_LE(std::chrono::steady_clock::now() - start, config.gatherTimeout + 2s);
-    const ServerStatus* turn = findStatus(*peers.a.events, true);
-    ASSERT_NE(turn, nullptr);
+    auto turn = findStatus(*peers.a.events, true);
+    ASSERT_TRUE(turn);
     EXPECT_FALSE(turn->ok);
     // Either our gather timeout or libnice giving up first, then a check of our own, says so.
     EXPECT_TRUE(turn->message.find("no answer") != std::string::npos ||
                 turn->message.find("no response") != std::string::npos)
         << turn->message;
     // The host path still works: a dead server does not hold up the rest.
-    EXPECT_FALSE(peers.a.events->candidates.empty());
+    EXPECT_FALSE(peers.a.events->snapshot().candidates.empty());
 }
 
 TEST_F(AgentTurn, RestSharedSecretCredentialsAreAccepted) {
@@ -257,8 +263,9 @@ TEST_F(AgentTurn, RestSharedSecretCredentialsAreAccepted) {
     PeerPair peers(ca, cb);
     peers.startTrickle();
     ASSERT_TRUE(peers.waitConnected()) << coturn->logTail();
-    EXPECT_TRUE(peers.a.events->pair->isRelayed());
-    EXPECT_TRUE(exchange(peers.a, peers.b, 200, 100, 32, 20s)) << peers.b.events->received;
+    EXPECT_TRUE(peers.a.events->snapshot().pair->isRelayed());
+    EXPECT_TRUE(exchange(peers.a, peers.b, 200, 100, 32, 20s))
+        << peers.b.events->snapshot().received;
 }
 
 TEST_F(AgentTurn, WrongSharedSecretIsRefused) {
@@ -273,8 +280,8 @@ TEST_F(AgentTurn, WrongSharedSecretIsRefused) {
     peers.a.agent->gather(peers.a.stream);
     ASSERT_TRUE(peers.a.events->waitFor(
         [&] { return peers.a.events->gatheringDone && !peers.a.events->servers.empty(); }, 15s));
-    const ServerStatus* turn = findStatus(*peers.a.events, true);
-    ASSERT_NE(turn, nullptr);
+    auto turn = findStatus(*peers.a.events, true);
+    ASSERT_TRUE(turn);
     EXPECT_FALSE(turn->ok);
     EXPECT_EQ(turn->stunError, 401) << turn->message;
 }
@@ -298,7 +305,7 @@ TEST_F(AgentTurn, RelayOnlyOverTurnTlsVerifiesTheCertificate) {
     PeerPair peers(ca, cb);
     peers.startTrickle();
     ASSERT_TRUE(peers.waitConnected()) << coturn->logTail();
-    EXPECT_TRUE(peers.a.events->pair->isRelayed());
+    EXPECT_TRUE(peers.a.events->snapshot().pair->isRelayed());
     EXPECT_TRUE(exchange(peers.a, peers.b, 300, 300, 32, 20s));
     EXPECT_TRUE(exchange(peers.b, peers.a, 300, 300, 32, 20s));
 }
@@ -318,11 +325,11 @@ TEST_F(AgentTurn, UntrustedTurnTlsCertificateIsRefusedWithAClearError) {
     peers.a.agent->gather(peers.a.stream);
     ASSERT_TRUE(peers.a.events->waitFor(
         [&] { return peers.a.events->gatheringDone && !peers.a.events->servers.empty(); }, 15s));
-    const ServerStatus* turn = findStatus(*peers.a.events, true);
-    ASSERT_NE(turn, nullptr);
+    auto turn = findStatus(*peers.a.events, true);
+    ASSERT_TRUE(turn);
     EXPECT_FALSE(turn->ok);
     EXPECT_NE(turn->message.find("certificate"), std::string::npos) << turn->message;
-    for (const auto& c : peers.a.events->candidates) {
+    for (const auto& c : peers.a.events->snapshot().candidates) {
         EXPECT_NE(c.type, CandidateType::Relayed) << c;
     }
 }
@@ -340,7 +347,7 @@ TEST_F(AgentTurn, MixedModeConnectsDirectlyWhileRelayIsGathered) {
     peers.startTrickle();
     ASSERT_TRUE(peers.waitConnected());
     // Host beats relay when both work.
-    EXPECT_FALSE(peers.a.events->pair->isRelayed());
+    EXPECT_FALSE(peers.a.events->snapshot().pair->isRelayed());
     EXPECT_TRUE(exchange(peers.a, peers.b, 500, 100, 32, 20s));
 }
 

@@ -152,8 +152,10 @@ TEST_F(AlternateServer, RelayOnlyAgentsFollowTryAlternateToTheSecondServer) {
         EXPECT_GE(turn->candidate->port, b_->minRelayPort());
         EXPECT_LE(turn->candidate->port, b_->maxRelayPort());
     }
-    EXPECT_TRUE(exchange(peers.a, peers.b, 200, 200, 32, 10s)) << peers.b.events->received;
-    EXPECT_TRUE(exchange(peers.b, peers.a, 200, 200, 32, 10s)) << peers.a.events->received;
+    EXPECT_TRUE(exchange(peers.a, peers.b, 200, 200, 32, 10s))
+        << peers.b.events->snapshot().received;
+    EXPECT_TRUE(exchange(peers.b, peers.a, 200, 200, 32, 10s))
+        << peers.a.events->snapshot().received;
     // Evidence from both servers: A redirected, B allocated both relays.
     std::string logA = a_->log(), logB = b_->log();
     EXPECT_GE(countOccurrences(logA, "error 300: Try Alternate"), 2u) << a_->logTail(40);
@@ -249,7 +251,7 @@ protected:
         }
         PeerPair peers(ca, cb);
         peers.startTrickle();
-        if (!peers.waitConnected(15s) || !peers.a.events->pair->isRelayed()) {
+        if (!peers.waitConnected(15s) || !peers.a.events->snapshot().pair->isRelayed()) {
             ADD_FAILURE() << "no relayed connection\n" << coturn.logTail();
             return {};
         }

@@ -400,8 +400,11 @@ TEST_F(TlsBridgeTest, CorrectPinIsAccepted) {
     auto o = options("localhost");
     // Upper case with colons every two digits: the accepted spelling is liberal.
     std::string spelled;
-    for (std::size_t i = 0; i < pin.size(); i += 2)
-        spelled += (i ? ":" : "") + pin.substr(i, 2);
+    for (std::size_t i = 0; i < pin.size(); i += 2) {
+        if (i)
+            spelled += ':';
+        spelled.append(pin, i, 2);
+    }
     o.tls.pinSha256 = spelled;
     expectAllocates(o);
 }

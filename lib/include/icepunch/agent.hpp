@@ -3,6 +3,7 @@
 #include <icepunch/candidate.hpp>
 #include <icepunch/config.hpp>
 #include <icepunch/event_loop.hpp>
+#include <icepunch/export.hpp>
 #include <icepunch/result.hpp>
 #include <icepunch/server_uri.hpp>
 #include <icepunch/session_description.hpp>
@@ -34,8 +35,8 @@ enum class ComponentState {
     Completed, // checks ended
     Failed,
 };
-std::string_view toString(ComponentState state);
-std::ostream& operator<<(std::ostream& os, ComponentState state);
+ICEPUNCH_EXPORT std::string_view toString(ComponentState state);
+ICEPUNCH_EXPORT std::ostream& operator<<(std::ostream& os, ComponentState state);
 
 struct CandidatePair {
     Candidate local;
@@ -84,7 +85,7 @@ struct PairStats {
 // An ICE agent. All methods are safe from any thread. Callbacks run on the event loop thread (or
 // the configured executor), never inside libnice's signal emission. The Agent may be destroyed from
 // any thread, also from inside its own callback; once the destructor returns no callback runs.
-class Agent {
+class ICEPUNCH_EXPORT Agent {
 public:
     struct Callbacks {
         std::function<void(StreamId, const Candidate&)> localCandidate;
@@ -129,10 +130,10 @@ public:
     // The role this agent was configured with (a role conflict is settled inside ICE).
     Role role() const;
 
-    struct Impl;
+    struct ICEPUNCH_NO_EXPORT Impl;
 
 private:
-    explicit Agent(std::shared_ptr<Impl> impl);
+    ICEPUNCH_NO_EXPORT explicit Agent(std::shared_ptr<Impl> impl);
     std::shared_ptr<Impl> impl_;
 };
 

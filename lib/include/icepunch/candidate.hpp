@@ -1,5 +1,6 @@
 #pragma once
 
+#include <icepunch/export.hpp>
 #include <icepunch/result.hpp>
 
 #include <cstdint>
@@ -18,12 +19,12 @@ enum class Transport { Udp, Tcp };
 enum class TcpType { None, Active, Passive, SimultaneousOpen };
 
 // "host", "srflx", "prflx", "relay" (the RFC 8839 tokens).
-std::string_view toString(CandidateType type);
-std::string_view toString(Transport transport);
-std::string_view toString(TcpType tcpType);
-std::ostream& operator<<(std::ostream& os, CandidateType type);
-std::ostream& operator<<(std::ostream& os, Transport transport);
-std::ostream& operator<<(std::ostream& os, TcpType tcpType);
+ICEPUNCH_EXPORT std::string_view toString(CandidateType type);
+ICEPUNCH_EXPORT std::string_view toString(Transport transport);
+ICEPUNCH_EXPORT std::string_view toString(TcpType tcpType);
+ICEPUNCH_EXPORT std::ostream& operator<<(std::ostream& os, CandidateType type);
+ICEPUNCH_EXPORT std::ostream& operator<<(std::ostream& os, Transport transport);
+ICEPUNCH_EXPORT std::ostream& operator<<(std::ostream& os, TcpType tcpType);
 
 // Whether a path through candidates of this type is direct (host, srflx, prflx) or relayed.
 inline bool isRelayed(CandidateType type) {
@@ -31,7 +32,7 @@ inline bool isRelayed(CandidateType type) {
 }
 
 // One ICE candidate: the value of an RFC 8839 "a=candidate:" attribute.
-struct Candidate {
+struct ICEPUNCH_EXPORT Candidate {
     std::string foundation;
     uint32_t component = 1;
     Transport transport = Transport::Udp;
@@ -56,6 +57,6 @@ struct Candidate {
     bool operator==(const Candidate&) const = default;
 };
 
-std::ostream& operator<<(std::ostream& os, const Candidate& candidate);
+ICEPUNCH_EXPORT std::ostream& operator<<(std::ostream& os, const Candidate& candidate);
 
 } // namespace icepunch

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <icepunch/export.hpp>
 #include <icepunch/server_uri.hpp>
 
 #include <chrono>
@@ -18,7 +19,7 @@ enum class Nomination { Regular, Aggressive };
 // All: host, srflx and relay candidates together. RelayOnly: only relayed candidates are used.
 enum class CandidatePolicy { All, RelayOnly };
 
-std::ostream& operator<<(std::ostream& os, Role role);
+ICEPUNCH_EXPORT std::ostream& operator<<(std::ostream& os, Role role);
 
 // Username and password for a TURN server (RFC 5389 long-term credentials).
 struct TurnCredentials {
@@ -28,8 +29,8 @@ struct TurnCredentials {
 
 // Time-limited TURN credentials per the TURN REST convention (as coturn's --use-auth-secret):
 // username "<expiry unix time>:<user>", password base64(HMAC-SHA1(secret, username)).
-TurnCredentials makeRestCredentials(std::string_view secret, std::string_view user,
-                                    int64_t expiryUnixTime);
+ICEPUNCH_EXPORT TurnCredentials makeRestCredentials(std::string_view secret, std::string_view user,
+                                                    int64_t expiryUnixTime);
 
 struct TlsOptions {
     // PEM file of trusted CAs; empty means the system store.
@@ -43,7 +44,7 @@ struct TlsOptions {
     bool allowUntrusted = false;
 };
 
-struct TurnServer {
+struct ICEPUNCH_EXPORT TurnServer {
     ServerUri uri; // turn: or turns:
     // Long-term credentials, or a REST shared secret from which they are derived at gather time.
     std::string username;

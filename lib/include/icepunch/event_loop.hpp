@@ -1,5 +1,6 @@
 #pragma once
 
+#include <icepunch/export.hpp>
 #include <icepunch/result.hpp>
 
 #include <functional>
@@ -10,9 +11,9 @@ namespace icepunch {
 
 // One private event loop on one thread. Many agents share a loop; there is no thread per agent.
 // The loop stops and joins its thread when the last shared_ptr to it goes away.
-class EventLoop {
+class ICEPUNCH_EXPORT EventLoop {
 public:
-    struct Impl;
+    struct ICEPUNCH_NO_EXPORT Impl;
 
     static std::shared_ptr<EventLoop> create(const std::string& name = "icepunch");
     // A loop whose thread lives in the named Linux network namespace (as made by `ip netns add`,
@@ -36,7 +37,7 @@ public:
     Impl& impl() { return *impl_; }
 
 private:
-    explicit EventLoop(std::unique_ptr<Impl> impl);
+    ICEPUNCH_NO_EXPORT explicit EventLoop(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };
 

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <icepunch/export.hpp>
+
 #include <functional>
 #include <iosfwd>
 #include <string_view>
@@ -7,8 +9,8 @@
 namespace icepunch {
 
 enum class LogLevel { Error, Warning, Info, Debug };
-std::string_view toString(LogLevel level);
-std::ostream& operator<<(std::ostream& os, LogLevel level);
+ICEPUNCH_EXPORT std::string_view toString(LogLevel level);
+ICEPUNCH_EXPORT std::ostream& operator<<(std::ostream& os, LogLevel level);
 
 // One log line: its level, where it comes from ("icepunch", "libnice", "libnice-stun",
 // "libnice-socket", "GLib", "GLib-GObject", "GLib-GIO") and the text. Secrets that pass through
@@ -22,6 +24,6 @@ using LogHandler =
 // output is switched on as well. An empty handler restores the default: icepunch's warnings and
 // errors, and libnice's and GLib's lines as GLib prints them (NICE_DEBUG, G_MESSAGES_DEBUG), all
 // with secrets redacted.
-void setLogHandler(LogHandler handler, LogLevel maxLevel = LogLevel::Info);
+ICEPUNCH_EXPORT void setLogHandler(LogHandler handler, LogLevel maxLevel = LogLevel::Info);
 
 } // namespace icepunch

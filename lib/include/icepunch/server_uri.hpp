@@ -1,6 +1,7 @@
 #pragma once
 
 #include <icepunch/candidate.hpp>
+#include <icepunch/export.hpp>
 #include <icepunch/result.hpp>
 
 #include <cstdint>
@@ -16,7 +17,7 @@ enum class UriScheme { Stun, Stuns, Turn, Turns };
 // A STUN (RFC 7064) or TURN (RFC 7065) server URI:
 //   stun:host[:port]  stuns:host[:port]  turn:host[:port][?transport=udp|tcp]  turns:...
 // host is a hostname, an IPv4 literal or an IPv6 literal in brackets (stored without them).
-struct ServerUri {
+struct ICEPUNCH_EXPORT ServerUri {
     UriScheme scheme = UriScheme::Stun;
     std::string host;
     uint16_t port = 0;                  // the explicit port, or the scheme's default
@@ -37,6 +38,6 @@ struct ServerUri {
     bool operator==(const ServerUri&) const = default;
 };
 
-std::ostream& operator<<(std::ostream& os, const ServerUri& uri);
+ICEPUNCH_EXPORT std::ostream& operator<<(std::ostream& os, const ServerUri& uri);
 
 } // namespace icepunch

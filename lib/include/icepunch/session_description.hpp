@@ -1,6 +1,7 @@
 #pragma once
 
 #include <icepunch/candidate.hpp>
+#include <icepunch/export.hpp>
 #include <icepunch/result.hpp>
 
 #include <cstddef>
@@ -27,7 +28,7 @@ struct SkippedLine {
 };
 
 // The ICE part of an SDP media section (RFC 8839): credentials, options, candidates.
-struct SessionDescription {
+struct ICEPUNCH_EXPORT SessionDescription {
     std::string ufrag;                // a=ice-ufrag (4..256 ice-chars)
     std::string pwd;                  // a=ice-pwd (22..256 ice-chars)
     std::vector<std::string> options; // a=ice-options tokens, e.g. "trickle"
