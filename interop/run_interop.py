@@ -298,6 +298,13 @@ def run_pair(ctl_name, ctl_cmd, ctd_name, ctd_cmd, path, turn, workdir, pair_tim
     ok_conn = bool(r_ctl.get("connected")) and bool(r_ctd.get("connected"))
     if path == "relay" and ok_conn:
         ok_conn = r_ctl.get("local_type") == "relay" and r_ctd.get("local_type") == "relay"
+    # icepunch names the selected pair's transport: over ICE-TCP it must really be TCP (and UDP
+    # otherwise), relayed through the TURN server over UDP here.
+    for name, r in ((ctl_name, r_ctl), (ctd_name, r_ctd)):
+        if name == "icepunch" and ok_conn:
+            ok_conn = r.get("transport") == ("tcp" if path == "tcp" else "udp")
+            if path == "relay":
+                ok_conn = ok_conn and r.get("relay_protocol") == "udp"
     echoed = len(set(got) & set(expected))
     # Exactly the lines sent, each once, byte for byte; the order may differ.
     extra = len(got) - echoed

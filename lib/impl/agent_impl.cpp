@@ -413,10 +413,7 @@ void Agent::Impl::onNewCandidate(NiceCandidate* nc) {
             }
         }
     } else if (candidate.type == CandidateType::Relayed && candidate.component == 1) {
-        size_t position = (candidate.priority >> 14) & 7;
-        if (position < stream->relayOrder.size()) {
-            slot = stream->relayOrder[position];
-        }
+        slot = relaySlotOf(*stream, candidate);
     }
     {
         std::lock_guard snapshot(snapshotMutex_);
@@ -559,6 +556,16 @@ void Agent::Impl::resolveAsync(const std::string& host,
     g_resolver_lookup_by_name_async(resolver, host.c_str(), resolveCancel_, resolvedCb,
                                     new ResolveData{config_.ipv4, config_.ipv6, std::move(done)});
     g_object_unref(resolver);
+}
+
+// A relay's priority carries its TURN server's position in libnice's list (local preference
+// bits 6-8, RFC 8445 5.1.2.1), which is the order relays were handed to libnice.
+std::optional<size_t> Agent::Impl::relaySlotOf(const Stream& stream, const Candidate& relay) {
+    size_t position = (relay.priority >> 14) & 7;
+    if (relay.type != CandidateType::Relayed || position >= stream.relayOrder.size()) {
+        return std::nullopt;
+    }
+    return stream.relayOrder[position];
 }
 
 std::optional<size_t> Agent::Impl::relaySibling(const Stream& stream, size_t slotIndex) const {
@@ -852,7 +859,14 @@ void Agent::Impl::onSelectedPair(StreamId id, ComponentId componentId, NiceCandi
     if (!stream || componentId < 1 || componentId > stream->components.size()) {
         return;
     }
-    CandidatePair pair{impl::fromNice(*local), impl::fromNice(*remote)};
+    CandidatePair pair{impl::fromNice(*local), impl::fromNice(*remote), {}, {}};
+    if (auto slot = relaySlotOf(*stream, pair.local)) {
+        const ServerUri& uri = stream->servers[*slot].status.uri;
+        pair.relayServer = uri;
+        pair.relayProtocol = uri.scheme == UriScheme::Turns               ? "tls"
+                             : uri.effectiveTransport() == Transport::Tcp ? "tcp"
+                                                                          : "udp";
+    }
     {
         std::lock_guard snapshot(snapshotMutex_);
         stream->components[componentId - 1].pair = pair;

@@ -7,8 +7,8 @@
 #include "impl/tls_bridge.hpp"
 #include "impl/turn_probe.hpp"
 
-#include <gio/gio.h>
 #include <agent.h>
+#include <gio/gio.h>
 
 #include <atomic>
 #include <chrono>
@@ -89,6 +89,7 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     void teardown();
     static bool isMdnsName(const std::string& address);
     static std::string lowercase(std::string text);
+    static std::optional<size_t> relaySlotOf(const Stream& stream, const Candidate& relay);
     void addRelay(StreamId id, size_t slotIndex, const std::string& address);
     void resolveAsync(const std::string& host,
                       std::function<void(Result<std::vector<std::string>>)> done);

@@ -174,6 +174,8 @@ TEST_F(CliTest, ConnectDirectEchoesThroughFiles) {
     EXPECT_TRUE(json.starts_with("{\"connected\":true,\"ms_to_connected\":")) << json;
     EXPECT_TRUE(contains(json, "\"local_type\":\"host\",\"remote_type\":\"host\"")) << json;
     EXPECT_TRUE(contains(json, "\"local\":\"127.0.0.1:")) << json;
+    EXPECT_TRUE(contains(json, "\"transport\":\"udp\"")) << json;
+    EXPECT_FALSE(contains(json, "relay_protocol")) << json;
     EXPECT_EQ(dataAfterResultLine(a), message);
     // The echo side writes its result line and nothing else.
     EXPECT_TRUE(b.out.starts_with("{\"connected\":true,")) << b.out;
@@ -222,6 +224,7 @@ TEST_F(CliTest, ConnectRelayOnlyEchoes) {
                 "relayed hello\n", a, b);
     ASSERT_EQ(a.status, 0) << describe(a) << describe(b);
     EXPECT_TRUE(contains(a.out, "\"local_type\":\"relay\"")) << a.out;
+    EXPECT_TRUE(contains(a.out, "\"relay_protocol\":\"udp\",\"relay_server\":\"turn:")) << a.out;
     EXPECT_EQ(dataAfterResultLine(a), "relayed hello\n") << a.out;
     EXPECT_EQ(b.status, 0) << describe(b);
 }

@@ -717,11 +717,18 @@ int runConnect(int argc, char** argv) {
     }
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(connectedAt - checksStart);
     if (o.json) {
-        emitLine(stdout, "{\"connected\":true,\"ms_to_connected\":" + std::to_string(ms.count()) +
-                             ",\"local_type\":" + jsonString(toString(pair.local.type)) +
-                             ",\"remote_type\":" + jsonString(toString(pair.remote.type)) +
-                             ",\"local\":" + jsonString(pair.local.endpoint()) +
-                             ",\"remote\":" + jsonString(pair.remote.endpoint()) + "}");
+        emitLine(stdout,
+                 "{\"connected\":true,\"ms_to_connected\":" + std::to_string(ms.count()) +
+                     ",\"local_type\":" + jsonString(toString(pair.local.type)) +
+                     ",\"remote_type\":" + jsonString(toString(pair.remote.type)) +
+                     ",\"local\":" + jsonString(pair.local.endpoint()) +
+                     ",\"remote\":" + jsonString(pair.remote.endpoint()) + ",\"transport\":" +
+                     jsonString(pair.local.transport == Transport::Tcp ? "tcp" : "udp") +
+                     (pair.relayProtocol.empty()
+                          ? std::string()
+                          : ",\"relay_protocol\":" + jsonString(pair.relayProtocol) +
+                                ",\"relay_server\":" + jsonString(pair.relayServer->toString())) +
+                     "}");
     } else {
         std::fprintf(
             stderr, "icepunch connect: connected in %lld ms: local %s %s -> remote %s %s (%s)\n",

@@ -41,6 +41,10 @@ ICEPUNCH_EXPORT std::ostream& operator<<(std::ostream& os, ComponentState state)
 struct CandidatePair {
     Candidate local;
     Candidate remote;
+    // When the local candidate is a relay: how it reaches its TURN server ("udp", "tcp" or
+    // "tls", WebRTC's relayProtocol) and which server that is. Empty otherwise.
+    std::string relayProtocol;
+    std::optional<ServerUri> relayServer;
     // Direct means neither side is a relay candidate.
     bool isRelayed() const {
         return icepunch::isRelayed(local.type) || icepunch::isRelayed(remote.type);
