@@ -966,6 +966,24 @@ Status Agent::Impl::addRemoteCandidate(StreamId id, const Candidate& candidate) 
     if (added < 0) {
         return Error{"libnice rejected remote candidate " + candidate.toString()};
     }
+    // Trickle: the peer's checks often arrive before its candidate, so the pair was selected
+    // with a peer-reflexive remote; now that the peer named it, report what it really is.
+    Component& component = stream->components[candidate.component - 1];
+    if (component.pair && component.pair->remote.type == CandidateType::PeerReflexive &&
+        component.pair->remote.endpoint() == candidate.endpoint() &&
+        component.pair->remote.transport == candidate.transport) {
+        CandidatePair pair = *component.pair;
+        pair.remote = candidate;
+        {
+            std::lock_guard snapshot(snapshotMutex_);
+            component.pair = pair;
+        }
+        emit([this, id, c = candidate.component, pair] {
+            if (callbacks_.selectedPairChanged) {
+                callbacks_.selectedPairChanged(id, c, pair);
+            }
+        });
+    }
     startConnectTimer(id);
     return {};
 }

@@ -54,9 +54,12 @@ const char* const kHelp =
     "  - with --echo every datagram received is sent back unchanged instead.\n"
     "\n"
     "exchange (one of):\n"
-    "  --local-file F      write our description to F (atomically, once gathering is done)\n"
-    "  --remote-file F     read the peer's from F; waits for it to appear (the peer may start\n"
-    "                      later) until it ends in a=end-of-candidates\n"
+    "  --local-file F      write our description to F, trickled: the credentials at once\n"
+    "                      (atomically), each candidate appended as it is gathered,\n"
+    "                      a=end-of-candidates last\n"
+    "  --remote-file F     follow the peer's F as it grows: checks start on its credentials,\n"
+    "                      each candidate line is used as it appears, until\n"
+    "                      a=end-of-candidates (the peer may start later)\n"
     "  --stdio             write ours to stdout, read the peer's from stdin up to the line\n"
     "                      a=end-of-candidates; data follows on the same streams\n"
     "\n"
@@ -203,6 +206,11 @@ struct Session {
     std::optional<Clock::time_point> connectedAt;
     std::optional<Failure> failure;
     std::vector<SkippedLine> skipped; // remote candidates the agent did not use
+    // File mode: when the peer's credentials were read, and what the follower saw of its file.
+    std::optional<Clock::time_point> remoteCredentialsAt;
+    bool followerDone = false;
+    std::optional<std::string> followerError;
+    std::string remoteText;
 
     // Data phase: every datagram received.
     uint64_t receivedCount = 0, receivedBytes = 0;
@@ -278,16 +286,99 @@ bool writeFileAtomically(const std::string& path, const std::string& text, std::
     return true;
 }
 
-bool hasEndOfCandidates(const std::string& text) {
-    std::istringstream in(text);
-    std::string line;
-    while (std::getline(in, line)) {
-        if (!line.empty() && line.back() == '\r')
-            line.pop_back();
-        if (line == "a=end-of-candidates" || line == "end-of-candidates")
-            return true;
+// Our side of the file contract, trickled: the credentials first (written atomically, so a
+// reader never sees half of them), then each candidate appended as a whole line as it is
+// gathered, a=end-of-candidates last. A peer that waits for a=end-of-candidates and reads the
+// whole file sees what it always saw; one that follows the file uses each line as it appears.
+class TrickleFileWriter {
+public:
+    bool start(const std::string& path, const std::string& credentials, std::string& error) {
+        std::lock_guard lock(mutex_);
+        if (!writeFileAtomically(path, credentials, error))
+            return false;
+        fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+        if (fd_ < 0) {
+            error = "cannot append to \"" + path + "\": " + std::strerror(errno);
+            return false;
+        }
+        return true;
     }
-    return false;
+    ~TrickleFileWriter() {
+        if (fd_ >= 0)
+            ::close(fd_);
+    }
+    void candidate(const Candidate& c) { append("a=" + c.toString() + "\r\n"); }
+    void end() {
+        append("a=end-of-candidates\r\n");
+        std::lock_guard lock(mutex_);
+        ended_ = true;
+    }
+
+private:
+    void append(const std::string& line) {
+        std::lock_guard lock(mutex_);
+        if (fd_ >= 0 && !ended_)
+            (void)writeAll(fd_, line.data(), line.size()); // one write: the line stays whole
+    }
+    std::mutex mutex_;
+    int fd_ = -1;
+    bool ended_ = false;
+};
+
+// The peer's file, followed as it grows: complete lines only, the size capped.
+class TrickleFileReader {
+public:
+    explicit TrickleFileReader(std::string path) : path_(std::move(path)) {}
+    // New complete lines since the last call (without line ends); an error for a file over the
+    // limit. A file that is not there yet gives no lines.
+    Result<std::vector<std::string>> poll() {
+        std::vector<std::string> lines;
+        int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return lines;
+        struct stat st {};
+        if (::fstat(fd, &st) == 0 && static_cast<std::size_t>(st.st_size) > kMaxDescriptionBytes) {
+            ::close(fd);
+            return Error{"the peer's description \"" + path_ + "\" is " +
+                             std::to_string(st.st_size) + " bytes, over the limit of " +
+                             std::to_string(kMaxDescriptionBytes),
+                         ErrorCode::LimitExceeded};
+        }
+        if (st.st_ino != inode_) { // replaced (the atomic first write): start over
+            inode_ = st.st_ino;
+            offset_ = 0;
+            partial_.clear();
+        }
+        char buffer[16384];
+        for (;;) {
+            ssize_t n = ::pread(fd, buffer, sizeof buffer, static_cast<off_t>(offset_));
+            if (n <= 0)
+                break;
+            offset_ += static_cast<std::size_t>(n);
+            partial_.append(buffer, static_cast<std::size_t>(n));
+            if (offset_ > kMaxDescriptionBytes)
+                break;
+        }
+        ::close(fd);
+        for (std::size_t nl; (nl = partial_.find('\n')) != std::string::npos;) {
+            std::string line = partial_.substr(0, nl);
+            partial_.erase(0, nl + 1);
+            if (!line.empty() && line.back() == '\r')
+                line.pop_back();
+            lines.push_back(std::move(line));
+        }
+        return lines;
+    }
+
+private:
+    std::string path_;
+    ino_t inode_ = 0;
+    std::size_t offset_ = 0;
+    std::string partial_;
+};
+
+bool isEndOfCandidates(const std::string& line) {
+    return line == "a=end-of-candidates" || line == "end-of-candidates";
 }
 
 int parseOptions(ArgScanner& args, ServerOptions& servers, AgentConfig& config, Options& o) {
@@ -497,8 +588,15 @@ int runConnect(int argc, char** argv) {
         }
     };
 
+    TrickleFileWriter writer; // file mode: our description as it is gathered
     Agent::Callbacks cb;
+    cb.localCandidate = [&](StreamId, const Candidate& c) {
+        if (!o.stdio)
+            writer.candidate(c);
+    };
     cb.gatheringDone = [&](StreamId) {
+        if (!o.stdio)
+            writer.end();
         std::lock_guard lock(s.mutex);
         s.gatheringDone = true;
         s.changed.notify_all();
@@ -571,8 +669,20 @@ int runConnect(int argc, char** argv) {
 
     // Set once the peer's description is in: a failure from then on lists both sides.
     std::optional<SessionDescription> remote;
+    std::function<void()> stopFollower = [] {
+    }; // file mode: stops the thread that feeds the agent
     auto fail = [&](const std::string& message) {
+        stopFollower();
         Diagnosis d;
+        if (agent && !remote && !o.stdio) {
+            std::string text;
+            {
+                std::lock_guard lock(s.mutex);
+                text = s.remoteText;
+            }
+            if (auto parsed = SessionDescription::parse(text))
+                remote = std::move(*parsed);
+        }
         if (agent && remote) {
             std::optional<Failure> failure;
             std::vector<SkippedLine> skipped = remote->skipped;
@@ -609,37 +719,56 @@ int runConnect(int argc, char** argv) {
     if (!added)
         return fail(added.error().message);
     stream = *added;
+    if (!o.stdio) {
+        // Trickle through the files: credentials now, candidates as they come.
+        auto credentials = agent->localDescription(stream);
+        if (!credentials)
+            return fail(credentials.error().message);
+        std::string error;
+        if (!writer.start(o.localFile, credentials->toString(), error))
+            return fail(error);
+    }
     say("gathering");
     if (auto st = agent->gather(stream); !st)
         return fail(st.error().message);
-    {
-        std::unique_lock lock(s.mutex);
-        if (!s.changed.wait_until(lock, deadlineOr(config.gatherTimeout + 5s),
-                                  [&] { return s.gatheringDone; })) {
-            lock.unlock();
-            return fail("gathering did not finish in time");
-        }
-    }
-    auto local = agent->localDescription(stream);
-    if (!local)
-        return fail(local.error().message);
-    local->endOfCandidates = true;
-    std::string localText = local->toString();
-    if (o.stdio) {
-        std::fwrite(localText.data(), 1, localText.size(), stdout);
-        std::fflush(stdout);
-    } else {
-        std::string error;
-        if (!writeFileAtomically(o.localFile, localText, error))
-            return fail(error);
-    }
-
-    // The peer's description.
-    say("waiting for the peer's description");
     StdinReader input;
     std::string remoteText;
     auto waitUntil = deadlineOr(60s);
+    // File mode: what the follower thread uses; declared before it so they outlive it.
+    TrickleFileReader reader(o.remoteFile);
+    std::string text;
+    bool credentialsSet = false;
+    std::optional<std::string> readError;
+    std::function<bool(const std::vector<std::string>&, bool&)> apply;
+    std::thread follower; // file mode: applies the peer's lines as they appear
+    std::atomic<bool> stopFollowing{false};
+    auto joinFollower = [&] {
+        stopFollowing = true;
+        if (follower.joinable())
+            follower.join();
+    };
+    struct FollowerExit {
+        std::function<void()> fn;
+        ~FollowerExit() { fn(); }
+    } followerExit{joinFollower};
+    stopFollower = joinFollower;
     if (o.stdio) {
+        {
+            std::unique_lock lock(s.mutex);
+            if (!s.changed.wait_until(lock, deadlineOr(config.gatherTimeout + 5s),
+                                      [&] { return s.gatheringDone; })) {
+                lock.unlock();
+                return fail("gathering did not finish in time");
+            }
+        }
+        auto local = agent->localDescription(stream);
+        if (!local)
+            return fail(local.error().message);
+        local->endOfCandidates = true;
+        std::string localText = local->toString();
+        std::fwrite(localText.data(), 1, localText.size(), stdout);
+        std::fflush(stdout);
+        say("waiting for the peer's description");
         bool complete = false;
         while (!complete) {
             auto line = input.readLine(waitUntil);
@@ -652,7 +781,7 @@ int runConnect(int argc, char** argv) {
             if (remoteText.size() > kMaxDescriptionBytes)
                 return fail("the peer's description on stdin is over the limit of " +
                             std::to_string(kMaxDescriptionBytes) + " bytes");
-            complete = *line == "a=end-of-candidates" || *line == "end-of-candidates";
+            complete = isEndOfCandidates(*line);
         }
         if (input.tooLong())
             return fail("the peer's description on stdin has a line over the limit of " +
@@ -660,39 +789,104 @@ int runConnect(int argc, char** argv) {
         if (!complete)
             return fail(input.eof() ? "stdin ended before the peer's a=end-of-candidates"
                                     : "no complete peer description on stdin in time");
+        auto parsed = SessionDescription::parse(remoteText);
+        if (!parsed)
+            return fail("the peer's description is malformed: " + parsed.error().message);
+        remote = std::move(*parsed);
+        if (auto st = agent->setRemoteDescription(stream, *remote); !st)
+            return fail(st.error().message);
+        if (!remote->endOfCandidates)
+            (void)agent->endOfRemoteCandidates(stream);
     } else {
-        bool complete = false;
-        while (!complete) {
-            struct stat st {};
-            if (::stat(o.remoteFile.c_str(), &st) == 0 &&
-                static_cast<std::size_t>(st.st_size) > kMaxDescriptionBytes)
-                return fail("the peer's description \"" + o.remoteFile + "\" is " +
-                            std::to_string(st.st_size) + " bytes, over the limit of " +
-                            std::to_string(kMaxDescriptionBytes));
-            std::ifstream in(o.remoteFile, std::ios::binary);
-            if (in) {
-                std::ostringstream content;
-                content << in.rdbuf();
-                remoteText = content.str();
-                complete = hasEndOfCandidates(remoteText);
+        // Follow the peer's file: its credentials as soon as both lines are there, then every
+        // candidate line as it is appended, until a=end-of-candidates.
+        say("waiting for the peer's description");
+        apply = [&](const std::vector<std::string>& lines, bool& ended) -> bool {
+            for (const auto& line : lines) {
+                text += line + "\n";
+                if (!credentialsSet) {
+                    auto parsed = SessionDescription::parse(text);
+                    if (!parsed) {
+                        bool incomplete = parsed.error().message.starts_with("missing a=ice-");
+                        if (!incomplete) {
+                            readError =
+                                "the peer's description is malformed: " + parsed.error().message;
+                            return false;
+                        }
+                        continue;
+                    }
+                    if (auto st = agent->setRemoteDescription(stream, *parsed); !st) {
+                        readError = st.error().message;
+                        return false;
+                    }
+                    credentialsSet = true;
+                    std::lock_guard lock(s.mutex);
+                    s.remoteCredentialsAt = Clock::now();
+                    s.changed.notify_all();
+                    if (parsed->endOfCandidates) {
+                        ended = true;
+                        return true;
+                    }
+                    continue;
+                }
+                if (isEndOfCandidates(line)) {
+                    (void)agent->endOfRemoteCandidates(stream);
+                    ended = true;
+                    return true;
+                }
+                if (line.starts_with("a=candidate") || line.starts_with("candidate")) {
+                    auto candidate = Candidate::parse(line);
+                    if (!candidate) {
+                        std::lock_guard lock(s.mutex);
+                        s.skipped.push_back({0, line, candidate.error().message});
+                        std::fprintf(stderr, "icepunch connect: skipped the peer's %s: %s\n",
+                                     line.c_str(), candidate.error().message.c_str());
+                    } else if (auto st = agent->addRemoteCandidate(stream, *candidate); !st) {
+                        std::lock_guard lock(s.mutex);
+                        s.skipped.push_back({0, "a=" + candidate->toString(), st.error().message});
+                        std::fprintf(stderr, "icepunch connect: skipped the peer's %s: %s\n",
+                                     line.c_str(), st.error().message.c_str());
+                    }
+                }
             }
-            if (complete)
-                break;
-            if (Clock::now() >= waitUntil)
-                return fail("no complete peer description in \"" + o.remoteFile + "\" in time");
-            std::this_thread::sleep_for(50ms);
+            return true;
+        };
+        follower = std::thread([&] {
+            bool ended = false;
+            while (!ended && !stopFollowing && Clock::now() < waitUntil) {
+                auto lines = reader.poll();
+                if (!lines) {
+                    readError = lines.error().message;
+                    break;
+                }
+                if (!apply(*lines, ended))
+                    break;
+                if (!ended)
+                    std::this_thread::sleep_for(5ms); // files raise no event; 5 ms is cheap
+            }
+            std::lock_guard lock(s.mutex);
+            s.remoteText = text;
+            s.followerDone = true;
+            if (!credentialsSet && !readError)
+                readError = "no complete peer description in \"" + o.remoteFile + "\" in time";
+            s.followerError = readError;
+            s.changed.notify_all();
+        });
+        std::unique_lock lock(s.mutex);
+        s.changed.wait(lock, [&] { return s.remoteCredentialsAt || s.followerDone; });
+        if (!s.remoteCredentialsAt) {
+            std::string why = s.followerError.value_or("the peer's description never came");
+            lock.unlock();
+            return fail(why);
         }
     }
-    auto parsed = SessionDescription::parse(remoteText);
-    if (!parsed)
-        return fail("the peer's description is malformed: " + parsed.error().message);
-    remote = std::move(*parsed);
-    const auto checksStart = Clock::now();
+    Clock::time_point checksStart = Clock::now();
+    {
+        std::lock_guard lock(s.mutex);
+        if (s.remoteCredentialsAt)
+            checksStart = *s.remoteCredentialsAt;
+    }
     say("connecting");
-    if (auto st = agent->setRemoteDescription(stream, *remote); !st)
-        return fail(st.error().message);
-    if (!remote->endOfCandidates)
-        (void)agent->endOfRemoteCandidates(stream);
     CandidatePair pair;
     Clock::time_point connectedAt;
     {
