@@ -39,8 +39,12 @@ std::string printable(std::string_view text) {
 // The uncompressed wire form of a valid mDNS name, as written (case kept).
 Result<std::vector<uint8_t>> encodeName(std::string_view name) {
     auto invalid = [&](const std::string& why) {
-        return Error{"\"" + printable(name) + "\" is not an mDNS name: " + why,
-                     ErrorCode::InvalidArgument};
+        // Appended, not "lit" + std::string&&: g++ 12 -O3 warns (-Wrestrict) on that falsely.
+        std::string message = "\"";
+        message += printable(name);
+        message += "\" is not an mDNS name: ";
+        message += why;
+        return Error{std::move(message), ErrorCode::InvalidArgument};
     };
     std::string_view rest = name;
     if (!rest.empty() && rest.back() == '.') {

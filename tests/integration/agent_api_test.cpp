@@ -203,11 +203,11 @@ TEST(AgentApi, ReceiveQueueIsBoundedAndCountsWhatItDrops) {
     auto cb = loopbackConfig(Role::Controlled);
     cb.receiveQueueLimit = 64;
     cb.executor = worker.executor();
-    PeerPair peers(loopbackConfig(Role::Controlling), cb);
-    std::mutex gateMutex;
+    std::mutex gateMutex; // these outlive the agents, whose callbacks use them
     std::condition_variable gateChanged;
     bool open = false;
     std::atomic<int> delivered{0};
+    PeerPair peers(loopbackConfig(Role::Controlling), cb);
     peers.b.events->onReceive = [&](std::span<const std::byte>) {
         std::unique_lock lock(gateMutex);
         gateChanged.wait_for(lock, 10s, [&] { return open; }); // the app is stuck
@@ -254,22 +254,28 @@ TEST(AgentApi, EventsStayInOrderWithAMultiThreadedExecutor) {
         };
     }
     {
-        PeerPair peers(configs[0], configs[1]);
+        // Declared before the agents, so they outlive every callback (~Agent waits for one).
+        std::mutex seenMutex;
+        std::condition_variable seenChanged;
         std::vector<int> seen;
         std::atomic<int> concurrent{0}, maxConcurrent{0};
+        PeerPair peers(configs[0], configs[1]);
         peers.b.events->onReceive = [&](std::span<const std::byte> data) {
             int now = ++concurrent;
             maxConcurrent = std::max(maxConcurrent.load(), now);
             int value = 0;
             std::memcpy(&value, data.data(), std::min(sizeof value, data.size()));
-            seen.push_back(value); // unsynchronized on purpose: callbacks never overlap
             --concurrent;
+            std::lock_guard lock(seenMutex);
+            seen.push_back(value);
+            seenChanged.notify_all();
         };
         peers.startTrickle();
         ASSERT_TRUE(peers.waitConnected());
         ASSERT_TRUE(exchange(peers.a, peers.b, 2000, 16, 64));
+        std::unique_lock lock(seenMutex);
+        ASSERT_TRUE(seenChanged.wait_for(lock, 10s, [&] { return seen.size() >= 2000; }));
         EXPECT_EQ(maxConcurrent.load(), 1);
-        std::lock_guard lock(peers.b.events->mutex);
         ASSERT_EQ(seen.size(), 2000u);
         EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
     }
