@@ -110,7 +110,8 @@ def run_cell(ka, kb):
     stun, turn = ready["stun"], ready["turn"]
     common = ["--stun", f"stun:{stun}", "--user", ready["turn_user"], "--pass",
               ready["turn_pass"], "--turn", f"turn:{turn}", "--turn",
-              f"turn:{turn}?transport=tcp", "--json", "--timeout", "20"]
+              f"turn:{turn}?transport=tcp", "--json", "--timeout", "20",
+              *os.environ.get("ICEPUNCH_UC_EXTRA", "").split()]  # e.g. --no-trickle
     fa, fb = os.path.join(d, "a.desc"), os.path.join(d, "b.desc")
     ea, eb = open(os.path.join(d, "a.err"), "wb"), open(os.path.join(d, "b.err"), "wb")
     cmd_a = [lab, "exec", "a", "--prefix", prefix, "--", cli, "connect", "--role",

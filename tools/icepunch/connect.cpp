@@ -69,6 +69,9 @@ const char* const kHelp =
     "  --relay-only        use relayed candidates only (needs --turn)\n"
     "  --ice-tcp           also gather ICE-TCP host candidates (RFC 6544: active, passive)\n"
     "  --tcp-only          ICE-TCP host candidates only, no UDP\n"
+    "  --no-trickle        no trickle ICE: write the whole description once gathering is\n"
+    "                      done (atomically) and announce no a=ice-options:trickle, as an\n"
+    "                      offer/answer exchange without trickle (SIP) does\n"
     "  --no-mdns           do not resolve the peer's <name>.local candidates with multicast\n"
     "                      DNS (RFC 6762); they are skipped\n"
     "  --interface X       gather on this interface name or local address only (repeatable;\n"
@@ -196,6 +199,7 @@ struct Options {
     long ping = 0;
     double bench = 0;
     std::optional<double> timeout;
+    bool noTrickle = false; // offer/answer as SIP does: the whole description once gathered
 };
 
 struct Session {
@@ -276,7 +280,9 @@ bool writeFileAtomically(const std::string& path, const std::string& text, std::
         error = "cannot write \"" + temp + "\": " + std::strerror(errno);
         return false;
     }
-    bool ok = writeAll(fd, text.data(), text.size()) && ::fsync(fd) == 0;
+    // No fsync: this is a rendezvous with a process on this machine, not data to keep; the
+    // rename alone makes the whole text appear at once (fsync cost milliseconds under load).
+    bool ok = writeAll(fd, text.data(), text.size());
     ::close(fd);
     if (!ok || ::rename(temp.c_str(), path.c_str()) != 0) {
         error = "cannot write \"" + path + "\": " + std::strerror(errno);
@@ -430,6 +436,11 @@ int parseOptions(ArgScanner& args, ServerOptions& servers, AgentConfig& config, 
             if (!args.value(text))
                 return kExitUsage;
             config.interfaces.push_back(text);
+        } else if (args.is("--no-trickle")) {
+            if (!args.flag())
+                return kExitUsage;
+            o.noTrickle = true;
+            config.trickle = false;
         } else if (args.is("--no-mdns")) {
             if (!args.flag())
                 return kExitUsage;
@@ -590,13 +601,16 @@ int runConnect(int argc, char** argv) {
 
     TrickleFileWriter writer; // file mode: our description as it is gathered
     Agent::Callbacks cb;
+    std::function<void()> writeWhole; // --no-trickle: the description once gathering is done
     cb.localCandidate = [&](StreamId, const Candidate& c) {
-        if (!o.stdio)
+        if (!o.stdio && !o.noTrickle)
             writer.candidate(c);
     };
     cb.gatheringDone = [&](StreamId) {
-        if (!o.stdio)
+        if (!o.stdio && !o.noTrickle)
             writer.end();
+        if (!o.stdio && o.noTrickle && writeWhole)
+            writeWhole();
         std::lock_guard lock(s.mutex);
         s.gatheringDone = true;
         s.changed.notify_all();
@@ -719,7 +733,19 @@ int runConnect(int argc, char** argv) {
     if (!added)
         return fail(added.error().message);
     stream = *added;
-    if (!o.stdio) {
+    std::string wholeError;
+    if (!o.stdio && o.noTrickle) {
+        writeWhole = [&] {
+            auto local = agent->localDescription(stream);
+            if (!local) {
+                wholeError = local.error().message;
+                return;
+            }
+            local->endOfCandidates = true;
+            if (!writeFileAtomically(o.localFile, local->toString(), wholeError))
+                std::fprintf(stderr, "icepunch connect: %s\n", wholeError.c_str());
+        };
+    } else if (!o.stdio) {
         // Trickle through the files: credentials now, candidates as they come.
         auto credentials = agent->localDescription(stream);
         if (!credentials)
