@@ -432,8 +432,57 @@ void Agent::Impl::onNewCandidate(NiceCandidate* nc) {
                       isTurn ? "relay allocated" : "reachable", candidate});
         if (isTurn) {
             reportSiblingsOf(id, *slot);
+            const ServerUri& uri = stream->servers[*slot].status.uri;
+            if (uri.scheme == UriScheme::Turns || uri.effectiveTransport() == Transport::Tcp) {
+                startUdpSilenceTimer(id, *slot, elapsed);
+            }
         }
     }
+}
+
+// A server answered over TCP (a TURN/TCP or TLS relay) while nothing came back over UDP from
+// the same host: UDP is most likely blocked on the way. Rather than hold gathering until the UDP
+// transactions time out (seconds, what an offer/answer exchange without trickle waits for),
+// give UDP as long again as TCP took (at least 300 ms: two retransmissions), then report the
+// silent UDP servers on that host as failed. A late UDP answer still yields its candidates.
+void Agent::Impl::startUdpSilenceTimer(StreamId id, size_t tcpSlot,
+                                       std::chrono::milliseconds tcpElapsed) {
+    Stream* stream = findStream(id);
+    if (!stream || stream->udpSilenceTimer || stream->gatheringDone) {
+        return;
+    }
+    std::string host = lowercase(stream->servers[tcpSlot].status.uri.host);
+    auto grace = std::max(std::chrono::milliseconds(300), tcpElapsed);
+    stream->udpSilenceTimer = startTimer(
+        loop_->impl().context(), grace, weak_from_this(), [id, host, tcpSlot](Impl& impl) {
+            Stream* stream = impl.findStream(id);
+            if (!stream) {
+                return;
+            }
+            g_source_unref(stream->udpSilenceTimer); // fired: the source removes itself
+            stream->udpSilenceTimer = nullptr;
+            auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+                Clock::now() - stream->gatherStart);
+            std::string tcpUri = stream->servers[tcpSlot].status.uri.toString();
+            for (size_t i = 0; i < stream->servers.size(); ++i) {
+                const ServerSlot& slot = stream->servers[i];
+                const ServerUri& uri = slot.status.uri;
+                if (slot.reported || uri.scheme == UriScheme::Turns ||
+                    uri.effectiveTransport() != Transport::Udp || lowercase(uri.host) != host) {
+                    continue;
+                }
+                impl.reportServer(id, i,
+                                  {uri,
+                                   false,
+                                   elapsed,
+                                   0,
+                                   "no answer over UDP within " + ms(elapsed) + ", while " +
+                                       tcpUri +
+                                       " on the same host answered over TCP (UDP "
+                                       "blocked on the way, or nothing listens there)",
+                                   {}});
+            }
+        });
 }
 
 std::string Agent::Impl::lowercase(std::string text) {
@@ -677,6 +726,7 @@ void Agent::Impl::finishGathering(StreamId id) {
         g_source_destroy(timer);
         g_source_unref(timer);
     }
+    stopTimer(stream->udpSilenceTimer);
     diagnoseServers(id);
     emit([this, id] {
         if (callbacks_.gatheringDone) {
@@ -1167,6 +1217,7 @@ void Agent::Impl::teardown() {
         }
         stopTimer(stream.gatherTimer);
         stopTimer(stream.connectTimer);
+        stopTimer(stream.udpSilenceTimer);
     }
     // libnice deallocates every TURN allocation (Refresh, lifetime 0) and calls back once they
     // are answered or timed out; turns: allocations go through a bridge, so it lives till then.

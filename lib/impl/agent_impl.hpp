@@ -73,6 +73,7 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
         Clock::time_point gatherStart;
         GSource* gatherTimer = nullptr;
         GSource* connectTimer = nullptr;
+        GSource* udpSilenceTimer = nullptr; // see startUdpSilenceTimer
     };
 
     Impl(AgentConfig config, Callbacks callbacks, std::shared_ptr<EventLoop> loop);
@@ -124,6 +125,7 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     // Failed with this reason (final); no-op for a component that failed already.
     void failComponent(StreamId id, ComponentId component, Failure failure);
     void checkNoCandidates(StreamId id);
+    void startUdpSilenceTimer(StreamId id, size_t tcpSlot, std::chrono::milliseconds tcpElapsed);
     std::string serverSummary(StreamId id);
     void updateIdleTimeout();
     void startConnectTimer(StreamId id);

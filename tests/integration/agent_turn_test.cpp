@@ -221,6 +221,33 @@ TEST_F(AgentTurn, ClosingAnAgentDeallocatesOverUdpTcpAndTls) {
     }
 }
 
+// A UDP-blocked network as seen from the agent: the host answers over TCP, never over UDP. Once
+// the TURN/TCP relay is in, the silent UDP server on that host is reported failed at once (the
+// reason says so) and gathering ends, instead of waiting seconds for UDP retransmissions: what an
+// exchange without trickle waits for.
+TEST_F(AgentTurn, SilentUdpBesideAnsweringTcpOnOneHostEndsGatheringEarly) {
+    auto coturn = startCoturn(withUser("alice", "secret-pass"));
+    ASSERT_TRUE(coturn);
+    auto config = loopbackConfig(Role::Controlling);
+    config.trickle = false;
+    config.stunServers.push_back(ServerUri::parse("stun:127.0.0.1:9").value()); // nobody there
+    config.turnServers.push_back(turnServer(*coturn, "alice", "secret-pass", "tcp"));
+    PeerPair peers(config, loopbackConfig(Role::Controlled));
+    peers.a.agent->gather(peers.a.stream);
+    ASSERT_TRUE(peers.a.events->waitFor([&] { return peers.a.events->gatheringDone; }));
+    std::lock_guard lock(peers.a.events->mutex);
+    ASSERT_EQ(peers.a.events->servers.size(), 2u);
+    for (const auto& status : peers.a.events->servers) {
+        if (status.uri.isTurn()) {
+            EXPECT_TRUE(status.ok) << status.message;
+        } else {
+            EXPECT_FALSE(status.ok);
+            EXPECT_NE(status.message.find("answered over TCP"), std::string::npos)
+                << status.message;
+        }
+    }
+}
+
 TEST_F(AgentTurn, DeadServerEndsInAnErrorEventWithinTheTimeout) {
     // A port nobody listens on: the coturn is stopped before the agent gathers.
     auto coturn = startCoturn(withUser("alice", "right"));
