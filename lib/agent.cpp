@@ -22,7 +22,7 @@ Status dispatch(const std::shared_ptr<Agent::Impl>& impl, const char* what, Fn f
     }
     if (EventLoop::Impl::onAnyLoopThread()) {
         impl->loop_->post([weak = std::weak_ptr<Agent::Impl>(impl), what, fn]() mutable {
-            if (auto self = weak.lock()) {
+            if (auto self = weak.lock(); self && self->agent_) { // not after teardown
                 if (Status status = fn(*self); !status) {
                     self->logQueuedCallFailure(what, status.error().message);
                 }

@@ -272,19 +272,23 @@ Status Agent::Impl::gather(StreamId id) {
                 slot.sharesServerWith = j;
             }
         }
-        if (turn.uri.scheme != UriScheme::Turns || impl::isIpLiteral(turn.uri.host)) {
-            // libnice resolves a TURN host name itself, asynchronously, and uses every address.
+        if (impl::isIpLiteral(turn.uri.host)) {
             addRelay(id, i, turn.uri.host);
             continue;
         }
-        // turns: by name: the TLS bridge needs each address, resolved here without blocking
-        // the loop; libnice takes relays added after gathering started.
+        // A name is resolved here, without blocking the loop, and libnice gets one relay per
+        // address: if libnice resolved it, the copies it appends per address would shift the
+        // positions relaySlotOf() maps relays back with (and the TLS bridge needs addresses).
+        // libnice takes relays added after gathering started; gathering is not declared done
+        // while a lookup is pending.
+        ++stream->pendingResolves;
         resolveAsync(turn.uri.host, [weak = weak_from_this(), id,
                                      i](Result<std::vector<std::string>> addresses) {
             auto self = weak.lock();
             if (!self || !self->agent_) {
                 return;
             }
+            --self->streams_[id].pendingResolves;
             if (!addresses) {
                 const ServerSlot& s = self->streams_[id].servers[i];
                 self->reportServer(id, i,
@@ -294,6 +298,7 @@ Status Agent::Impl::gather(StreamId id) {
             for (const auto& address : *addresses) {
                 self->addRelay(id, i, address);
             }
+            self->finishGatheringIfDue(id);
         });
     }
     if (!nice_agent_gather_candidates(agent_, id)) {
@@ -310,7 +315,7 @@ Status Agent::Impl::gather(StreamId id) {
     // check it ourselves now, not seconds later when libnice declares gathering done.
     for (size_t i = stunProbedFrom(); i < stream->servers.size(); ++i) {
         const ServerSlot& slot = stream->servers[i];
-        if (slot.reported || (slot.isTurn && !slot.sharesServerWith)) {
+        if (slot.reported || slot.probing || (slot.isTurn && !slot.sharesServerWith)) {
             continue;
         }
         probeServer(id, i, config_.gatherTimeout, "reachable");
@@ -545,11 +550,18 @@ void Agent::Impl::addRelay(StreamId id, size_t slotIndex, const std::string& add
     }
     auto creds = turn.credentials();
     addSecret(creds.password);
-    stream->relayOrder.push_back(slotIndex);
+    bool added = true;
     for (unsigned c = 1; c <= stream->components.size(); ++c) {
-        nice_agent_set_relay_info(agent_, id, c, relayIp.c_str(), relayPort, creds.username.c_str(),
-                                  creds.password.c_str(), type);
+        added = nice_agent_set_relay_info(agent_, id, c, relayIp.c_str(), relayPort,
+                                          creds.username.c_str(), creds.password.c_str(), type) &&
+                added;
     }
+    if (!added) {
+        reportServer(id, slotIndex,
+                     {turn.uri, false, {}, 0, "libnice did not take this TURN server", {}});
+        return;
+    }
+    stream->relayOrder.push_back(slotIndex);
 }
 
 namespace {
@@ -676,6 +688,20 @@ void Agent::Impl::onGatheringDone(StreamId id) {
     finishGathering(id);
 }
 
+// After a TURN name lookup: when every server has answered, gathering is done now; otherwise
+// libnice, re-armed by the relays just added, signals gathering-done again.
+void Agent::Impl::finishGatheringIfDue(StreamId id) {
+    Stream* stream = findStream(id);
+    if (!stream || stream->gatheringDone || stream->pendingResolves > 0) {
+        return;
+    }
+    bool allReported = std::all_of(stream->servers.begin(), stream->servers.end(),
+                                   [](const ServerSlot& s) { return s.reported; });
+    if (allReported) {
+        finishGathering(id);
+    }
+}
+
 void Agent::Impl::onGatherTimeout(StreamId id) {
     Stream* stream = findStream(id);
     if (!stream) {
@@ -701,13 +727,16 @@ void Agent::Impl::onGatherTimeout(StreamId id) {
                  {}});
         }
     }
-    finishGathering(id);
+    finishGathering(id, true);
 }
 
-void Agent::Impl::finishGathering(StreamId id) {
+void Agent::Impl::finishGathering(StreamId id, bool timedOut) {
     Stream* stream = findStream(id);
     if (!stream || stream->gatheringDone) {
         return;
+    }
+    if (stream->pendingResolves > 0 && !timedOut) {
+        return; // a relay is not even handed to libnice yet; libnice will signal again
     }
     {
         std::lock_guard snapshot(snapshotMutex_);
@@ -774,12 +803,47 @@ void Agent::Impl::probeServer(StreamId id, size_t slotIndex, std::chrono::millis
     ServerSlot& slot = stream->servers[slotIndex];
     slot.probing = true;
     const ServerUri uri = slot.status.uri;
-    // The name is resolved on the probe's thread: getaddrinfo blocks.
-    impl::ProbeEndpoint endpoint{uri.host, uri.port, uri.effectiveTransport()};
-    bool resolve = true;
+    if (!slot.probeVia && !impl::isIpLiteral(uri.host)) {
+        // Resolved on the loop first: a probe thread blocked in getaddrinfo could not be
+        // cancelled, and teardown joins it.
+        resolveAsync(uri.host, [weak = weak_from_this(), id, slotIndex, timeout,
+                                stunOkMessage](Result<std::vector<std::string>> addresses) {
+            auto self = weak.lock();
+            if (!self || !self->agent_) {
+                return;
+            }
+            if (!addresses) {
+                const ServerSlot& s = self->streams_[id].servers[slotIndex];
+                self->onProbeResult(id, slotIndex,
+                                    {s.status.uri, false, {}, 0, addresses.error().message, {}});
+                return;
+            }
+            // The first address of a family we gather on (a name often has both).
+            const auto& local = self->streams_[id].localCandidates;
+            std::string address = addresses->front();
+            for (const auto& a : *addresses) {
+                bool v6 = a.find(':') != std::string::npos;
+                if (std::any_of(local.begin(), local.end(),
+                                [&](const Candidate& c) { return c.isIpv6() == v6; })) {
+                    address = a;
+                    break;
+                }
+            }
+            self->startProbe(id, slotIndex, address, timeout, stunOkMessage);
+        });
+        return;
+    }
+    startProbe(id, slotIndex, uri.host, timeout, std::move(stunOkMessage));
+}
+
+void Agent::Impl::startProbe(StreamId id, size_t slotIndex, const std::string& address,
+                             std::chrono::milliseconds timeout, std::string stunOkMessage) {
+    Stream* stream = findStream(id);
+    ServerSlot& slot = stream->servers[slotIndex];
+    const ServerUri uri = slot.status.uri;
+    impl::ProbeEndpoint endpoint{address, uri.port, uri.effectiveTransport()};
     if (slot.probeVia) {
         endpoint = *slot.probeVia; // turns: the TLS bridge carries the check too
-        resolve = false;
     }
     std::optional<TurnCredentials> creds;
     if (slot.isTurn) {
@@ -787,16 +851,9 @@ void Agent::Impl::probeServer(StreamId id, size_t slotIndex, std::chrono::millis
     }
     probeThreads_.emplace_back([weak = weak_from_this(), endpoint, uri, id, slotIndex, creds,
                                 timeout, stunOkMessage = std::move(stunOkMessage),
-                                cancel = cancelProbes_, start = stream->gatherStart, resolve,
-                                ipv4 = config_.ipv4, ipv6 = config_.ipv6]() mutable {
+                                cancel = cancelProbes_, start = stream->gatherStart]() mutable {
         ServerStatus status{uri, false, {}, 0, {}, {}};
-        Result<std::string> ip = endpoint.host;
-        if (resolve) {
-            ip = impl::resolveHost(uri.host, ipv4, ipv6);
-        }
-        if (!ip) {
-            status.message = ip.error().message;
-        } else if (endpoint.host = *ip; creds) {
+        if (creds) {
             auto r = impl::turnAllocate(endpoint, creds->username, creds->password, timeout,
                                         cancel.get(), true);
             status.ok = r.ok;

@@ -69,6 +69,7 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
         bool remoteSet = false;
         bool remoteEnded = false;       // the peer said end-of-candidates
         unsigned mdnsPending = 0;       // .local candidates being resolved
+        unsigned pendingResolves = 0;   // TURN host names being resolved
         std::vector<size_t> relayOrder; // server slot of each relay given to libnice, in order
         Clock::time_point gatherStart;
         GSource* gatherTimer = nullptr;
@@ -110,7 +111,11 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
                         NiceCandidate* remote);
     void onReceive(StreamId id, ComponentId component, const char* data, size_t size);
 
-    void finishGathering(StreamId id);
+    // Not before pending TURN name lookups are done, unless the gather timer ran out.
+    void finishGathering(StreamId id, bool timedOut = false);
+    void finishGatheringIfDue(StreamId id);
+    void startProbe(StreamId id, size_t slotIndex, const std::string& address,
+                    std::chrono::milliseconds timeout, std::string stunOkMessage);
     void onGatherTimeout(StreamId id);
     void onConnectTimeout(StreamId id);
     void diagnoseServers(StreamId id);

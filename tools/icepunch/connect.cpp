@@ -588,8 +588,12 @@ int runConnect(int argc, char** argv) {
     StreamId stream = 0;
     std::atomic<bool> stdoutBroken{false};
 
+    // Callbacks use this, not `agent`: unique_ptr::reset() clears `agent` before ~Agent, which
+    // waits for a callback that is running, so that callback must not read `agent`. No callback
+    // runs once ~Agent has returned.
+    Agent* live = nullptr;
     auto send = [&](std::string_view datagram) {
-        return bool(agent->send(stream, 1, datagram));
+        return bool(live->send(stream, 1, datagram));
     };
     // --echo: sends back what is queued, in order, as far as sends work. Under s.mutex.
     auto flushEchoQueue = [&] {
@@ -729,6 +733,7 @@ int runConnect(int argc, char** argv) {
     if (!created)
         return fail(created.error().message);
     agent = std::move(*created);
+    live = agent.get();
     auto added = agent->addStream(1);
     if (!added)
         return fail(added.error().message);
@@ -736,7 +741,7 @@ int runConnect(int argc, char** argv) {
     std::string wholeError;
     if (!o.stdio && o.noTrickle) {
         writeWhole = [&] {
-            auto local = agent->localDescription(stream);
+            auto local = live->localDescription(stream);
             if (!local) {
                 wholeError = local.error().message;
                 return;
@@ -841,7 +846,7 @@ int runConnect(int argc, char** argv) {
                         }
                         continue;
                     }
-                    if (auto st = agent->setRemoteDescription(stream, *parsed); !st) {
+                    if (auto st = live->setRemoteDescription(stream, *parsed); !st) {
                         readError = st.error().message;
                         return false;
                     }
@@ -856,7 +861,7 @@ int runConnect(int argc, char** argv) {
                     continue;
                 }
                 if (isEndOfCandidates(line)) {
-                    (void)agent->endOfRemoteCandidates(stream);
+                    (void)live->endOfRemoteCandidates(stream);
                     ended = true;
                     return true;
                 }
@@ -867,7 +872,7 @@ int runConnect(int argc, char** argv) {
                         s.skipped.push_back({0, line, candidate.error().message});
                         std::fprintf(stderr, "icepunch connect: skipped the peer's %s: %s\n",
                                      line.c_str(), candidate.error().message.c_str());
-                    } else if (auto st = agent->addRemoteCandidate(stream, *candidate); !st) {
+                    } else if (auto st = live->addRemoteCandidate(stream, *candidate); !st) {
                         std::lock_guard lock(s.mutex);
                         s.skipped.push_back({0, "a=" + candidate->toString(), st.error().message});
                         std::fprintf(stderr, "icepunch connect: skipped the peer's %s: %s\n",
@@ -1175,7 +1180,8 @@ int runConnect(int argc, char** argv) {
             rc = kExitFailure;
         }
     }
-    agent.reset(); // no callback runs after this
+    joinFollower(); // it feeds the agent: stopped before the agent goes
+    agent.reset();  // no callback runs after this
     std::fflush(stdout);
     return rc;
 }
