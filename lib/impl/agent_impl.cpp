@@ -996,17 +996,13 @@ void Agent::Impl::onReceive(StreamId id, ComponentId componentId, const char* da
     if (!callbacks_.received) {
         return;
     }
-    {
-        std::lock_guard lock(queueMutex_);
-        if (queuedDatagrams_ >= config_.receiveQueueLimit) {
-            counters.packetsDropped += 1;
-            return;
-        }
-    }
     // Queued as plain data, not as a closure: no allocation beyond the copy on the data path.
-    enqueue(Datagram{id, componentId,
+    if (!enqueue(
+            Datagram{id, componentId,
                      std::vector<std::byte>(reinterpret_cast<const std::byte*>(data),
-                                            reinterpret_cast<const std::byte*>(data) + size)});
+                                            reinterpret_cast<const std::byte*>(data) + size)})) {
+        counters.packetsDropped += 1;
+    }
 }
 
 Result<SessionDescription> Agent::Impl::localDescription(StreamId id) {
@@ -1145,9 +1141,7 @@ Status Agent::Impl::endOfRemoteCandidates(StreamId id) {
 
 bool Agent::Impl::isMdnsName(const std::string& address) {
     constexpr std::string_view kLocal = ".local";
-    std::string lower(address);
-    std::transform(lower.begin(), lower.end(), lower.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::string lower = lowercase(address);
     if (lower.ends_with(".")) {
         lower.pop_back();
     }
@@ -1303,16 +1297,21 @@ void Agent::Impl::emit(std::function<void()> event) {
     enqueue(Event{std::move(event)});
 }
 
-void Agent::Impl::enqueue(Event event) {
+bool Agent::Impl::enqueue(Event event) {
     if (!agent_) {
-        return; // torn down: nothing more reaches the app
+        return true; // torn down: nothing more reaches the app
     }
     {
         std::lock_guard lock(queueMutex_);
-        queuedDatagrams_ += std::holds_alternative<Datagram>(event) ? 1 : 0;
+        if (std::holds_alternative<Datagram>(event)) {
+            if (queuedDatagrams_ >= config_.receiveQueueLimit) {
+                return false; // the app is not keeping up: dropped (counted by the caller)
+            }
+            ++queuedDatagrams_;
+        }
         queue_.push_back(std::move(event));
         if (drainScheduled_) {
-            return;
+            return true;
         }
         drainScheduled_ = true;
     }
@@ -1326,6 +1325,7 @@ void Agent::Impl::enqueue(Event event) {
     } else {
         loop_->post(std::move(drain));
     }
+    return true;
 }
 
 // One drain at a time, until the queue is empty: with an executor that runs work on several

@@ -147,7 +147,8 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     };
     using Event = std::variant<std::function<void()>, Datagram>;
     void emit(std::function<void()> event);
-    void enqueue(Event event);
+    // False when a datagram is dropped: receiveQueueLimit of them are waiting already.
+    bool enqueue(Event event);
     void drain();
 
     std::shared_ptr<Counters> counters(StreamId id, ComponentId component);

@@ -1,7 +1,7 @@
 #include "impl/log_impl.hpp"
 
-#include <glib.h>
 #include <debug.h>
+#include <glib.h>
 
 #include <cstdio>
 #include <map>
