@@ -1,0 +1,111 @@
+#include "impl/liveness.hpp"
+
+#include <algorithm>
+
+namespace icepunch::impl {
+
+namespace {
+
+long long msBetween(Liveness::TimePoint from, Liveness::TimePoint to) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
+}
+
+} // namespace
+
+void Liveness::connected(TimePoint now) {
+    started_ = true;
+    consentFresh_ = now;
+    rearmedAt_.reset();
+    misses_ = 0;
+    // Silence counts from this pair on, not from before it.
+    if (lastReceived_) {
+        lastReceived_ = now;
+    }
+    lastSent_.reset();
+}
+
+void Liveness::sent(TimePoint now) {
+    lastSent_ = now;
+}
+
+void Liveness::received(TimePoint now) {
+    lastReceived_ = now;
+}
+
+Liveness::ConsentAction Liveness::consentTimeout(TimePoint now) {
+    bool inStreak = rearmedAt_ && now - *rearmedAt_ <= config_.libniceWindow + config_.windowSlack;
+    if (!inStreak) {
+        // libnice times out libniceWindow after the last answer: that is when consent was fresh.
+        consentFresh_ = std::max(consentFresh_, now - config_.libniceWindow);
+        misses_ = 0;
+    }
+    ++misses_;
+    if (now - consentFresh_ >= config_.consentExpiry - config_.windowSlack) {
+        rearmedAt_.reset();
+        return ConsentAction::Expired;
+    }
+    rearmedAt_ = now;
+    return ConsentAction::Rearm;
+}
+
+Liveness::Verdict Liveness::evaluate(TimePoint now) {
+    if (!started_) {
+        return {};
+    }
+    if (rearmedAt_ && now - *rearmedAt_ > config_.libniceWindow + config_.windowSlack) {
+        // A whole window after the re-arm without another timeout: an answer came.
+        consentFresh_ = std::max(consentFresh_, *rearmedAt_);
+        rearmedAt_.reset();
+        misses_ = 0;
+    }
+    bool heardLately = lastReceived_ && now - *lastReceived_ < config_.disconnectedAfter;
+    if (rearmedAt_ && !heardLately) {
+        // Consent checks unanswered and no datagram either. Checks unanswered while datagrams
+        // come in is a lossy path, not a lost one: consent is still fresh enough.
+        return {true, "no answer to consent checks for " +
+                          std::to_string(msBetween(consentFresh_, now) / 1000) +
+                          " s and no datagram from the peer"};
+    }
+    if (lastReceived_ && lastSent_ && *lastSent_ > *lastReceived_ &&
+        now - *lastReceived_ >= config_.disconnectedAfter &&
+        now - *lastSent_ < config_.disconnectedAfter) {
+        return {true, "sending and heard nothing from the peer for " +
+                          std::to_string(msBetween(*lastReceived_, now)) + " ms"};
+    }
+    return {};
+}
+
+bool Recovery::begin(TimePoint now) {
+    if (active_) {
+        return false;
+    }
+    active_ = true;
+    since_ = now;
+    attempts_ = 1;
+    return true;
+}
+
+Recovery::Decision Recovery::attemptFailed(TimePoint now) {
+    if (!active_) {
+        return {true, {}};
+    }
+    auto backoff = config_.firstBackoff;
+    for (unsigned i = 1; i < attempts_ && backoff < config_.maxBackoff; ++i) {
+        backoff *= 2;
+    }
+    backoff = std::min(backoff, config_.maxBackoff);
+    // Another attempt only if it can still finish before the deadline.
+    if (now + backoff >= since_ + config_.giveUpAfter) {
+        active_ = false;
+        return {true, {}};
+    }
+    ++attempts_;
+    return {false, backoff};
+}
+
+void Recovery::recovered() {
+    active_ = false;
+    attempts_ = 0;
+}
+
+} // namespace icepunch::impl

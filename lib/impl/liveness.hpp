@@ -1,0 +1,108 @@
+#pragma once
+
+// Whether a connected component still reaches its peer: consent (RFC 7675) and "disconnected"
+// (WebRTC's ICE state), as a policy without sockets or timers of its own. The agent feeds it
+// what it sees and asks it what to do; tests drive it on a fake clock.
+//
+// What it sees, given what libnice 0.1.21 exposes:
+// - Consent. libnice sends a consent check on the selected pair every 4-6 s and, with its consent
+//   freshness on, declares the component FAILED 10 s after the last answer (RFC 7675 says 30 s)
+//   and refuses to send from then on. It exposes no answer times. So a libnice consent timeout
+//   means "no answer for 10 s"; the agent re-arms the pair (nice_agent_set_selected_pair, which
+//   also sends a check at once) and asks onConsentTimeout() whether 30 s have gone by without an
+//   answer. A window of 10 s after a re-arm without another timeout proves an answer came.
+// - Traffic. Every datagram sent and received: a component that sends and hears nothing for
+//   disconnectedAfter, once the peer has been heard at all, is disconnected. A side that only
+//   sends (never heard from the peer) or only receives relies on consent alone.
+#include <chrono>
+#include <optional>
+#include <string>
+
+namespace icepunch::impl {
+
+class Liveness {
+public:
+    using Clock = std::chrono::steady_clock;
+    using TimePoint = Clock::time_point;
+
+    struct Config {
+        std::chrono::milliseconds disconnectedAfter{2000};
+        std::chrono::milliseconds consentExpiry{30000}; // RFC 7675 section 5.1
+        std::chrono::milliseconds libniceWindow{10000}; // libnice 0.1.21's consent timeout
+        std::chrono::milliseconds windowSlack{1500};    // timer jitter around that window
+    };
+
+    enum class ConsentAction {
+        Rearm,   // still within consentExpiry: re-arm the pair, keep sending
+        Expired, // no answer for consentExpiry: the path is gone
+    };
+
+    struct Verdict {
+        bool disconnected = false;
+        std::string reason; // why, when disconnected
+    };
+
+    Liveness() = default;
+    explicit Liveness(Config config) : config_(config) {}
+
+    // A pair was selected (first connection, or after a restart): everything starts fresh.
+    void connected(TimePoint now);
+    void sent(TimePoint now);
+    void received(TimePoint now);
+    ConsentAction consentTimeout(TimePoint now);
+    // Where things stand now (also settles consent: a quiet window after a re-arm).
+    Verdict evaluate(TimePoint now);
+
+    // The last time consent is known to have been fresh.
+    TimePoint consentFreshAt() const { return consentFresh_; }
+    unsigned consentMisses() const { return misses_; }
+
+private:
+    Config config_;
+    bool started_ = false;
+    TimePoint consentFresh_{};
+    std::optional<TimePoint> rearmedAt_;
+    unsigned misses_ = 0;
+    std::optional<TimePoint> lastSent_;
+    std::optional<TimePoint> lastReceived_;
+};
+
+// When to restart ICE after trouble, when to try again, and when to give up. The agent starts a
+// restart when begin() says so, reports attemptFailed() when the new session failed or did not
+// connect within attemptTimeout, and recovered() when it did.
+class Recovery {
+public:
+    using TimePoint = Liveness::TimePoint;
+
+    struct Config {
+        std::chrono::milliseconds attemptTimeout{5000};
+        std::chrono::milliseconds firstBackoff{500};
+        std::chrono::milliseconds maxBackoff{4000};
+        std::chrono::milliseconds giveUpAfter{30000}; // AgentConfig::connectTimeout
+    };
+
+    struct Decision {
+        bool giveUp = false;
+        std::chrono::milliseconds retryAfter{0};
+    };
+
+    Recovery() = default;
+    explicit Recovery(Config config) : config_(config) {}
+
+    bool active() const { return active_; }
+    // Trouble: true when a restart should start now (none is under way).
+    bool begin(TimePoint now);
+    Decision attemptFailed(TimePoint now);
+    void recovered();
+    TimePoint since() const { return since_; }
+    unsigned attempts() const { return attempts_; }
+    const Config& config() const { return config_; }
+
+private:
+    Config config_;
+    bool active_ = false;
+    TimePoint since_{};
+    unsigned attempts_ = 0;
+};
+
+} // namespace icepunch::impl
