@@ -2,6 +2,7 @@
 
 #include "impl/agent_impl.hpp"
 
+#include <chrono>
 #include <ostream>
 
 namespace icepunch {
@@ -123,6 +124,10 @@ Status Agent::endOfRemoteCandidates(StreamId stream) {
                     [stream](Impl& impl) { return impl.endOfRemoteCandidates(stream); });
 }
 
+Status Agent::restart(StreamId stream) {
+    return dispatch(impl_, "restart", [stream](Impl& impl) { return impl.restart(stream); });
+}
+
 Status Agent::send(StreamId stream, ComponentId component, std::span<const std::byte> data) {
     if (data.empty()) {
         return Error{"an empty datagram cannot be sent", ErrorCode::Empty};
@@ -140,8 +145,12 @@ Status Agent::send(StreamId stream, ComponentId component, std::span<const std::
     }
     // nice_agent_send is thread-safe (agent lock) and emits no signal for datagram agents, so
     // the data path skips the hop through the loop.
-    gint sent = nice_agent_send(impl_->agent_, stream, component, static_cast<guint>(data.size()),
+    // On the libnice stream that carries the app's stream (a restart moves it).
+    gint sent = nice_agent_send(impl_->agent_, counters->route.load(), component,
+                                static_cast<guint>(data.size()),
                                 reinterpret_cast<const gchar*>(data.data()));
+    counters->lastSentNs.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                               std::memory_order_relaxed);
     if (sent < 0) {
         if (state(stream, component) == ComponentState::Failed) {
             return Error{"connection lost: the path failed (consent lost or checks failed)",
@@ -163,7 +172,7 @@ Status Agent::send(StreamId stream, ComponentId component, std::string_view data
 // Getters read the snapshot the loop keeps under snapshotMutex_: they never wait for the loop.
 ComponentState Agent::state(StreamId stream, ComponentId component) const {
     std::lock_guard lock(impl_->snapshotMutex_);
-    if (auto* s = impl_->findStream(stream);
+    if (auto* s = impl_->findUserStream(stream);
         s && component >= 1 && component <= s->components.size()) {
         return s->components[component - 1].state;
     }
@@ -172,7 +181,7 @@ ComponentState Agent::state(StreamId stream, ComponentId component) const {
 
 Result<PairStats> Agent::stats(StreamId stream, ComponentId component) const {
     std::lock_guard lock(impl_->snapshotMutex_);
-    auto* s = impl_->findStream(stream);
+    auto* s = impl_->findUserStream(stream);
     if (!s || component < 1 || component > s->components.size()) {
         return Error{"no stream " + std::to_string(stream) + " component " +
                          std::to_string(component),

@@ -183,6 +183,7 @@ Status Agent::Impl::init() {
         NiceAddress na;
         if (nice_address_set_from_string(&na, address.c_str())) {
             nice_agent_add_local_address(agent_, &na);
+            localAddresses_.push_back(address);
         }
     }
 
@@ -197,6 +198,11 @@ Result<StreamId> Agent::Impl::addStream(unsigned components) {
     if (components < 1 || components > 256) {
         return Error{"a stream has 1..256 components, not " + std::to_string(components)};
     }
+    return addNiceStream(components, 0);
+}
+
+// A libnice stream for the app's stream `user` (0: a new one, whose id it takes).
+Result<StreamId> Agent::Impl::addNiceStream(unsigned components, StreamId user) {
     StreamId id = nice_agent_add_stream(agent_, components);
     if (id == 0) {
         return Error{"libnice could not add a stream"};
@@ -210,7 +216,19 @@ Result<StreamId> Agent::Impl::addStream(unsigned components) {
     g_free(pwd);
     std::unique_lock snapshot(snapshotMutex_);
     Stream& stream = streams_[id];
+    stream.user = user ? user : id;
+    stream.pending = user != 0;
     stream.components.resize(components);
+    if (!user) {
+        UserStream& u = users_[id];
+        u.active = id;
+        impl::Liveness::Config live;
+        live.disconnectedAfter = config_.disconnectedTimeout;
+        u.liveness.assign(components, impl::Liveness(live));
+        impl::Recovery::Config recovery;
+        recovery.giveUpAfter = config_.connectTimeout;
+        u.recovery = impl::Recovery(recovery);
+    }
     snapshot.unlock();
     updateIdleTimeout();
     for (unsigned c = 1; c <= components; ++c) {
@@ -219,7 +237,15 @@ Result<StreamId> Agent::Impl::addStream(unsigned components) {
         }
         nice_agent_attach_recv(agent_, id, c, loop_->impl().context(), receiveCb, this);
         std::lock_guard lock(countersMutex_);
-        counters_[{id, c}] = stream.components[c - 1].counters;
+        // The app's counters: a restart's stream adds to the same ones.
+        auto& shared = counters_[{stream.user, c}];
+        if (!shared) {
+            shared = stream.components[c - 1].counters;
+            shared->route = id;
+        }
+        if (stream.components[c - 1].counters != shared) {
+            stream.components[c - 1].counters = shared;
+        }
     }
     // The first STUN server feeds libnice; every configured server gets a status report.
     for (const auto& stun : config_.stunServers) {
@@ -250,7 +276,7 @@ Agent::Impl::Stream* Agent::Impl::findStream(StreamId id) {
     return it == streams_.end() ? nullptr : &it->second;
 }
 
-Status Agent::Impl::gather(StreamId id) {
+Status Agent::Impl::gatherStream(StreamId id) {
     Stream* stream = findStream(id);
     if (!stream) {
         return Error{"no stream " + std::to_string(id), ErrorCode::NoSuchStream};
@@ -285,12 +311,13 @@ Status Agent::Impl::gather(StreamId id) {
         resolveAsync(turn.uri.host, [weak = weak_from_this(), id,
                                      i](Result<std::vector<std::string>> addresses) {
             auto self = weak.lock();
-            if (!self || !self->agent_) {
-                return;
+            Stream* stream = self && self->agent_ ? self->findStream(id) : nullptr;
+            if (!stream || stream->discarded) {
+                return; // torn down, or a restart's stream that is gone
             }
-            --self->streams_[id].pendingResolves;
+            --stream->pendingResolves;
             if (!addresses) {
-                const ServerSlot& s = self->streams_[id].servers[i];
+                const ServerSlot& s = stream->servers[i];
                 self->reportServer(id, i,
                                    {s.status.uri, false, {}, 0, addresses.error().message, {}});
                 return;
@@ -331,7 +358,7 @@ void Agent::Impl::reportServer(StreamId id, size_t slotIndex, ServerStatus statu
     ServerSlot& slot = stream->servers[slotIndex];
     slot.reported = true;
     slot.status = status;
-    emit([this, id, status] {
+    emit([this, id = userOf(id), status] {
         if (callbacks_.serverStatus) {
             callbacks_.serverStatus(id, status);
         }
@@ -377,6 +404,15 @@ void Agent::Impl::checkNoCandidates(StreamId id) {
 
 void Agent::Impl::failComponent(StreamId id, ComponentId c, Failure failure) {
     Stream* stream = findStream(id);
+    if (!stream || stream->discarded) {
+        return;
+    }
+    if (stream->pending) {
+        // A restart's session: the app's stream goes on over the old one meanwhile.
+        stopTimer(stream->connectTimer);
+        onAttemptFailed(stream->user, id, failure.message);
+        return;
+    }
     Component& component = stream->components[c - 1];
     if (component.state == ComponentState::Failed ||
         (failure.kind != FailureKind::NoCandidates && component.everConnected)) {
@@ -388,7 +424,7 @@ void Agent::Impl::failComponent(StreamId id, ComponentId c, Failure failure) {
     }
     stopTimer(stream->connectTimer);
     updateIdleTimeout();
-    emit([this, id, c, failure = std::move(failure)] {
+    emit([this, id = userOf(id), c, failure = std::move(failure)] {
         if (callbacks_.stateChanged) {
             callbacks_.stateChanged(id, c, ComponentState::Failed);
         }
@@ -425,7 +461,7 @@ void Agent::Impl::onNewCandidate(NiceCandidate* nc) {
         stream->localCandidates.push_back(candidate);
     }
     StreamId id = nc->stream_id;
-    emit([this, id, candidate] {
+    emit([this, id = userOf(id), candidate] {
         if (callbacks_.localCandidate) {
             callbacks_.localCandidate(id, candidate);
         }
@@ -757,7 +793,7 @@ void Agent::Impl::finishGathering(StreamId id, bool timedOut) {
     }
     stopTimer(stream->udpSilenceTimer);
     diagnoseServers(id);
-    emit([this, id] {
+    emit([this, id = userOf(id)] {
         if (callbacks_.gatheringDone) {
             callbacks_.gatheringDone(id);
         }
@@ -809,17 +845,18 @@ void Agent::Impl::probeServer(StreamId id, size_t slotIndex, std::chrono::millis
         resolveAsync(uri.host, [weak = weak_from_this(), id, slotIndex, timeout,
                                 stunOkMessage](Result<std::vector<std::string>> addresses) {
             auto self = weak.lock();
-            if (!self || !self->agent_) {
+            Stream* stream = self && self->agent_ ? self->findStream(id) : nullptr;
+            if (!stream || stream->discarded) {
                 return;
             }
             if (!addresses) {
-                const ServerSlot& s = self->streams_[id].servers[slotIndex];
+                const ServerSlot& s = stream->servers[slotIndex];
                 self->onProbeResult(id, slotIndex,
                                     {s.status.uri, false, {}, 0, addresses.error().message, {}});
                 return;
             }
             // The first address of a family we gather on (a name often has both).
-            const auto& local = self->streams_[id].localCandidates;
+            const auto& local = stream->localCandidates;
             std::string address = addresses->front();
             for (const auto& a : *addresses) {
                 bool v6 = a.find(':') != std::string::npos;
@@ -881,7 +918,8 @@ void Agent::Impl::startProbe(StreamId id, size_t slotIndex, const std::string& a
 
 void Agent::Impl::setComponentState(StreamId id, ComponentId componentId, ComponentState state) {
     Stream* stream = findStream(id);
-    if (!stream || componentId < 1 || componentId > stream->components.size()) {
+    if (!stream || stream->pending || stream->discarded || componentId < 1 ||
+        componentId > stream->components.size()) {
         return;
     }
     Component& component = stream->components[componentId - 1];
@@ -900,8 +938,12 @@ void Agent::Impl::setComponentState(StreamId id, ComponentId componentId, Compon
         std::lock_guard snapshot(snapshotMutex_);
         component.state = state;
     }
-    if (state == ComponentState::Connected) {
+    if (state == ComponentState::Connected && !component.everConnected) {
         component.everConnected = true;
+        if (UserStream* u = findUser(stream->user)) {
+            u->liveness[componentId - 1].connected(Clock::now());
+        }
+        startLivenessTimer();
         bool all = std::all_of(stream->components.begin(), stream->components.end(),
                                [](const Component& c) { return c.everConnected; });
         if (all) {
@@ -909,7 +951,7 @@ void Agent::Impl::setComponentState(StreamId id, ComponentId componentId, Compon
         }
     }
     updateIdleTimeout();
-    emit([this, id, componentId, state] {
+    emit([this, id = userOf(id), componentId, state] {
         if (callbacks_.stateChanged) {
             callbacks_.stateChanged(id, componentId, state);
         }
@@ -925,7 +967,7 @@ void Agent::Impl::setComponentState(StreamId id, ComponentId componentId, Compon
                 failure = {FailureKind::NoCandidates, "no local candidates were gathered"};
             }
         }
-        emit([this, id, componentId, failure] {
+        emit([this, id = userOf(id), componentId, failure] {
             if (callbacks_.failed) {
                 callbacks_.failed(id, componentId, failure);
             }
@@ -953,7 +995,23 @@ void Agent::Impl::updateIdleTimeout() {
 void Agent::Impl::onStateChanged(StreamId id, ComponentId component, NiceComponentState state) {
     ComponentState mapped = impl::fromNice(state);
     Stream* stream = findStream(id);
-    if (!stream || component < 1 || component > stream->components.size()) {
+    if (!stream || stream->discarded || component < 1 || component > stream->components.size()) {
+        return;
+    }
+    if (stream->pending) {
+        onPendingState(id, component, state);
+        return;
+    }
+    Component& c = stream->components[component - 1];
+    if (c.everConnected && c.state != ComponentState::Failed) {
+        // Connected once: from here on the liveness policy says whether the peer is reached.
+        // libnice's FAILED is a consent timeout or a lost socket; the states it passes through
+        // when a pair is re-armed (connecting, connected, ready) say nothing new.
+        if (state == NICE_COMPONENT_STATE_FAILED) {
+            onPathFailed(id, component);
+        } else if (state == NICE_COMPONENT_STATE_READY && c.state == ComponentState::Connected) {
+            setComponentState(id, component, ComponentState::Completed);
+        }
         return;
     }
     // Before remote candidates arrive libnice reports gathering/connecting; keep those as they are.
@@ -963,7 +1021,8 @@ void Agent::Impl::onStateChanged(StreamId id, ComponentId component, NiceCompone
 void Agent::Impl::onSelectedPair(StreamId id, ComponentId componentId, NiceCandidate* local,
                                  NiceCandidate* remote) {
     Stream* stream = findStream(id);
-    if (!stream || componentId < 1 || componentId > stream->components.size()) {
+    if (!stream || stream->discarded || componentId < 1 ||
+        componentId > stream->components.size()) {
         return;
     }
     CandidatePair pair{impl::fromNice(*local), impl::fromNice(*remote), {}, {}};
@@ -974,11 +1033,27 @@ void Agent::Impl::onSelectedPair(StreamId id, ComponentId componentId, NiceCandi
                              : uri.effectiveTransport() == Transport::Tcp ? "tcp"
                                                                           : "udp";
     }
+    Component& component = stream->components[componentId - 1];
+    bool same = component.pair && component.pair->local.endpoint() == pair.local.endpoint() &&
+                component.pair->remote.endpoint() == pair.remote.endpoint() &&
+                component.pair->local.transport == pair.local.transport;
     {
         std::lock_guard snapshot(snapshotMutex_);
-        stream->components[componentId - 1].pair = pair;
+        component.pair = pair;
     }
-    emit([this, id, componentId, pair] {
+    if (stream->pending) {
+        maybePromote(id); // reported when it takes over
+        return;
+    }
+    if (same) {
+        return; // the pair re-armed after a consent timeout
+    }
+    if (component.everConnected) {
+        if (UserStream* u = findUser(stream->user)) {
+            u->liveness[componentId - 1].connected(Clock::now());
+        }
+    }
+    emit([this, id = userOf(id), componentId, pair] {
         if (callbacks_.selectedPairChanged) {
             callbacks_.selectedPairChanged(id, componentId, pair);
         }
@@ -990,22 +1065,35 @@ void Agent::Impl::onReceive(StreamId id, ComponentId componentId, const char* da
     if (!stream || componentId < 1 || componentId > stream->components.size()) {
         return;
     }
-    auto& counters = *stream->components[componentId - 1].counters;
+    Component& component = stream->components[componentId - 1];
+    auto& counters = *component.counters;
     counters.bytesReceived += size;
     counters.packetsReceived += 1;
+    if (component.everConnected || stream->pending) {
+        if (UserStream* u = findUser(stream->user)) {
+            u->liveness[componentId - 1].received(Clock::now());
+            // Traffic is back: connected again at once, not at the next liveness tick.
+            if (Stream* active = findUserStream(stream->user)) {
+                Component& shown = active->components[componentId - 1];
+                if (shown.state == ComponentState::Disconnected && !shown.pathLost) {
+                    setUserState(u->active, componentId, ComponentState::Connected);
+                }
+            }
+        }
+    }
     if (!callbacks_.received) {
         return;
     }
     // Queued as plain data, not as a closure: no allocation beyond the copy on the data path.
     if (!enqueue(
-            Datagram{id, componentId,
+            Datagram{stream->user, componentId,
                      std::vector<std::byte>(reinterpret_cast<const std::byte*>(data),
                                             reinterpret_cast<const std::byte*>(data) + size)})) {
         counters.packetsDropped += 1;
     }
 }
 
-Result<SessionDescription> Agent::Impl::localDescription(StreamId id) {
+Result<SessionDescription> Agent::Impl::localDescriptionOf(StreamId id) {
     // Any thread: libnice's credentials under its own lock, the rest from the snapshot.
     {
         std::lock_guard snapshot(snapshotMutex_);
@@ -1036,7 +1124,7 @@ Result<SessionDescription> Agent::Impl::localDescription(StreamId id) {
     return description;
 }
 
-Status Agent::Impl::addRemoteCandidate(StreamId id, const Candidate& candidate) {
+Status Agent::Impl::addRemoteCandidateTo(StreamId id, const Candidate& candidate) {
     Stream* stream = findStream(id);
     if (!stream) {
         return Error{"no stream " + std::to_string(id), ErrorCode::NoSuchStream};
@@ -1081,7 +1169,7 @@ Status Agent::Impl::addRemoteCandidate(StreamId id, const Candidate& candidate) 
             std::lock_guard snapshot(snapshotMutex_);
             component.pair = pair;
         }
-        emit([this, id, c = candidate.component, pair] {
+        emit([this, id = userOf(id), c = candidate.component, pair] {
             if (callbacks_.selectedPairChanged) {
                 callbacks_.selectedPairChanged(id, c, pair);
             }
@@ -1091,7 +1179,7 @@ Status Agent::Impl::addRemoteCandidate(StreamId id, const Candidate& candidate) 
     return {};
 }
 
-Status Agent::Impl::setRemote(StreamId id, const SessionDescription& description) {
+Status Agent::Impl::setRemoteOf(StreamId id, const SessionDescription& description) {
     Stream* stream = findStream(id);
     if (!stream) {
         return Error{"no stream " + std::to_string(id), ErrorCode::NoSuchStream};
@@ -1101,9 +1189,11 @@ Status Agent::Impl::setRemote(StreamId id, const SessionDescription& description
         return Error{"libnice rejected the remote credentials"};
     }
     stream->remoteSet = true;
+    stream->remoteUfrag = description.ufrag;
+    stream->remotePwd = description.pwd;
     addSecret(description.pwd);
     auto skipped = [this, id](SkippedLine line) {
-        emit([this, id, line = std::move(line)] {
+        emit([this, id = userOf(id), line = std::move(line)] {
             if (callbacks_.remoteCandidateSkipped) {
                 callbacks_.remoteCandidateSkipped(id, line);
             }
@@ -1114,18 +1204,18 @@ Status Agent::Impl::setRemote(StreamId id, const SessionDescription& description
     }
     // RFC 8839: what cannot be used is ignored; it never spoils the other candidates.
     for (const auto& candidate : description.candidates) {
-        if (auto status = addRemoteCandidate(id, candidate); !status) {
+        if (auto status = addRemoteCandidateTo(id, candidate); !status) {
             skipped({0, "a=" + candidate.toString(), status.error().message});
         }
     }
     if (description.endOfCandidates) {
-        return endOfRemoteCandidates(id);
+        return endOfRemoteCandidatesOf(id);
     }
     startConnectTimer(id);
     return {};
 }
 
-Status Agent::Impl::endOfRemoteCandidates(StreamId id) {
+Status Agent::Impl::endOfRemoteCandidatesOf(StreamId id) {
     Stream* stream = findStream(id);
     if (!stream) {
         return Error{"no stream " + std::to_string(id), ErrorCode::NoSuchStream};
@@ -1184,7 +1274,7 @@ void Agent::Impl::onMdnsResolved(StreamId id, Candidate candidate,
                 continue;
             }
             candidate.address = address;
-            if (auto status = addRemoteCandidate(id, candidate); status) {
+            if (auto status = addRemoteCandidateTo(id, candidate); status) {
                 reason.clear();
                 break;
             } else {
@@ -1198,7 +1288,7 @@ void Agent::Impl::onMdnsResolved(StreamId id, Candidate candidate,
     if (!reason.empty()) {
         candidate.address = name;
         SkippedLine line{0, "a=" + candidate.toString(), reason};
-        emit([this, id, line] {
+        emit([this, id = userOf(id), line] {
             if (callbacks_.remoteCandidateSkipped) {
                 callbacks_.remoteCandidateSkipped(id, line);
             }
@@ -1240,6 +1330,514 @@ void Agent::Impl::onConnectTimeout(StreamId id) {
     }
 }
 
+// ---- The app's streams, ICE restart and recovery ----
+
+Agent::Impl::UserStream* Agent::Impl::findUser(StreamId user) {
+    auto it = users_.find(user);
+    return it == users_.end() ? nullptr : &it->second;
+}
+
+Agent::Impl::Stream* Agent::Impl::findUserStream(StreamId user) {
+    UserStream* u = findUser(user);
+    return u ? findStream(u->active) : nullptr;
+}
+
+StreamId Agent::Impl::userOf(StreamId id) {
+    Stream* stream = findStream(id);
+    return stream ? stream->user : id;
+}
+
+namespace {
+
+Error noStream(StreamId user) {
+    return Error{"no stream " + std::to_string(user), ErrorCode::NoSuchStream};
+}
+
+} // namespace
+
+Status Agent::Impl::gather(StreamId user) {
+    UserStream* u = findUser(user);
+    if (!u) {
+        return noStream(user);
+    }
+    return gatherStream(u->active);
+}
+
+Result<SessionDescription> Agent::Impl::localDescription(StreamId user) {
+    StreamId id = 0;
+    {
+        std::lock_guard snapshot(snapshotMutex_);
+        UserStream* u = findUser(user);
+        if (!u) {
+            return noStream(user);
+        }
+        id = u->pending ? u->pending : u->active; // during a restart: the new session's
+    }
+    return localDescriptionOf(id);
+}
+
+Status Agent::Impl::setRemote(StreamId user, const SessionDescription& description) {
+    UserStream* u = findUser(user);
+    Stream* active = u ? findStream(u->active) : nullptr;
+    if (!active) {
+        return noStream(user);
+    }
+    auto sameCredentials = [&](const Stream& s) {
+        return s.remoteUfrag == description.ufrag && s.remotePwd == description.pwd;
+    };
+    Stream* pending = u->pending ? findStream(u->pending) : nullptr;
+    StreamId target = 0;
+    if (!active->remoteSet) {
+        target = pending ? u->pending : u->active; // the first description
+    } else if (sameCredentials(*active)) {
+        target = u->active; // the same session again (more candidates, a re-read file)
+    } else if (pending && (!pending->remoteSet || sameCredentials(*pending))) {
+        target = u->pending; // the answer to our restart
+    } else {
+        // RFC 8445 section 9: other credentials are the peer's ICE restart; ours answers it.
+        startRestart(user, "the peer restarted ICE (new ufrag " + description.ufrag + ")");
+        target = u->pending;
+    }
+    if (!target) {
+        return Error{"the peer restarted ICE and our restart failed to start"};
+    }
+    return setRemoteOf(target, description);
+}
+
+Status Agent::Impl::addRemoteCandidate(StreamId user, const Candidate& candidate) {
+    UserStream* u = findUser(user);
+    if (!u) {
+        return noStream(user);
+    }
+    Stream* pending = u->pending ? findStream(u->pending) : nullptr;
+    return addRemoteCandidateTo(pending && pending->remoteSet ? u->pending : u->active, candidate);
+}
+
+Status Agent::Impl::endOfRemoteCandidates(StreamId user) {
+    UserStream* u = findUser(user);
+    if (!u) {
+        return noStream(user);
+    }
+    Stream* pending = u->pending ? findStream(u->pending) : nullptr;
+    return endOfRemoteCandidatesOf(pending && pending->remoteSet ? u->pending : u->active);
+}
+
+Status Agent::Impl::restart(StreamId user) {
+    Stream* active = findUserStream(user);
+    if (!active) {
+        return noStream(user);
+    }
+    if (!active->gatherStarted) {
+        return Error{"stream " + std::to_string(user) + " has not gathered yet: nothing to restart",
+                     ErrorCode::InvalidState};
+    }
+    startRestart(user, "restart requested by the app");
+    if (!findUser(user)->pending) {
+        return Error{"the restart could not start a new session"};
+    }
+    return {};
+}
+
+// Local addresses that appeared since the last gathering go to libnice, which gathers on them in
+// new streams; gone ones fail to bind there and yield nothing. Returns what changed, in words.
+std::string Agent::Impl::refreshLocalAddresses() {
+    auto now = impl::selectLocalAddresses(config_.interfaces, config_.ipv4, config_.ipv6);
+    if (!now) {
+        return {};
+    }
+    std::string added, gone;
+    for (const auto& address : *now) {
+        if (std::find(localAddresses_.begin(), localAddresses_.end(), address) !=
+            localAddresses_.end()) {
+            continue;
+        }
+        NiceAddress na;
+        if (nice_address_set_from_string(&na, address.c_str())) {
+            nice_agent_add_local_address(agent_, &na);
+            localAddresses_.push_back(address);
+            added += (added.empty() ? "" : ", ") + address;
+        }
+    }
+    for (const auto& address : localAddresses_) {
+        if (std::find(now->begin(), now->end(), address) == now->end()) {
+            gone += (gone.empty() ? "" : ", ") + address;
+        }
+    }
+    std::string change;
+    if (!added.empty()) {
+        change = "new local address " + added;
+    }
+    if (!gone.empty()) {
+        change += (change.empty() ? "" : ", ") + std::string("gone ") + gone;
+    }
+    return change;
+}
+
+// Make before break: a second libnice stream with new credentials gathers (new sockets, new
+// srflx mappings and TURN allocations) and checks, while the current one goes on carrying data.
+// It takes over once it has a pair for every component (promote).
+void Agent::Impl::startRestart(StreamId user, std::string reason) {
+    UserStream* u = findUser(user);
+    Stream* active = u ? findStream(u->active) : nullptr;
+    if (!active) {
+        return;
+    }
+    if (u->pending) {
+        discardStream(u->pending);
+        std::lock_guard snapshot(snapshotMutex_);
+        u->pending = 0;
+    }
+    if (std::string change = refreshLocalAddresses(); !change.empty()) {
+        reason += "; " + change;
+    }
+    auto id = addNiceStream(static_cast<unsigned>(active->components.size()), user);
+    if (!id) {
+        impl::log(LogLevel::Warning, "ICE restart: " + id.error().message);
+        return;
+    }
+    {
+        std::lock_guard snapshot(snapshotMutex_);
+        u->pending = *id;
+    }
+    u->reason = reason;
+    impl::log(LogLevel::Info, "stream " + std::to_string(user) + ": ICE restart: " + reason);
+    emit([this, user, reason] {
+        if (callbacks_.restarted) {
+            callbacks_.restarted(user, reason);
+        }
+    });
+    if (Status status = gatherStream(*id); !status) {
+        onAttemptFailed(user, *id, status.error().message);
+        return;
+    }
+    if (u->recovery.active()) {
+        stopTimer(u->attemptTimer);
+        auto timeout = u->recovery.config().attemptTimeout;
+        u->attemptTimer =
+            startTimer(loop_->impl().context(), timeout, weak_from_this(),
+                       [user, id = *id, timeout](Impl& impl) {
+                           UserStream* us = impl.findUser(user);
+                           if (!us) {
+                               return;
+                           }
+                           g_source_unref(us->attemptTimer); // fired
+                           us->attemptTimer = nullptr;
+                           impl.onAttemptFailed(user, id, "no new pair within " + ms(timeout));
+                       });
+    }
+}
+
+void Agent::Impl::beginRecovery(StreamId user, const std::string& reason) {
+    UserStream* u = findUser(user);
+    if (!config_.autoRestart || !u || !u->recovery.begin(Clock::now())) {
+        return;
+    }
+    startRestart(user, reason);
+}
+
+void Agent::Impl::onAttemptFailed(StreamId user, StreamId id, const std::string& reason) {
+    UserStream* u = findUser(user);
+    if (!u || u->pending != id) {
+        return;
+    }
+    discardStream(id);
+    {
+        std::lock_guard snapshot(snapshotMutex_);
+        u->pending = 0;
+    }
+    stopTimer(u->attemptTimer);
+    if (!u->recovery.active()) {
+        impl::log(LogLevel::Warning, "stream " + std::to_string(user) + ": ICE restart failed (" +
+                                         reason + "); the current pair stays");
+        return;
+    }
+    auto decision = u->recovery.attemptFailed(Clock::now());
+    if (decision.giveUp) {
+        failConnected(user, "connection lost: " + u->reason + "; no new path within " +
+                                ms(config_.connectTimeout) + " (last attempt: " + reason + ")");
+        return;
+    }
+    std::string again = u->reason;
+    unsigned attempt = u->recovery.attempts();
+    u->attemptTimer =
+        startTimer(loop_->impl().context(), decision.retryAfter, weak_from_this(),
+                   [user, again, attempt, reason](Impl& impl) {
+                       UserStream* us = impl.findUser(user);
+                       if (!us) {
+                           return;
+                       }
+                       g_source_unref(us->attemptTimer); // fired
+                       us->attemptTimer = nullptr;
+                       impl.startRestart(user, again + " (attempt " + std::to_string(attempt) +
+                                                   ", the last one: " + reason + ")");
+                   });
+}
+
+void Agent::Impl::onPendingState(StreamId id, ComponentId c, NiceComponentState state) {
+    Stream* stream = findStream(id);
+    Component& component = stream->components[c - 1];
+    if (state == NICE_COMPONENT_STATE_FAILED) {
+        onAttemptFailed(stream->user, id,
+                        "every candidate pair of the new session failed" + serverSummary(id));
+        return;
+    }
+    component.state = impl::fromNice(state);
+    maybePromote(id);
+}
+
+void Agent::Impl::maybePromote(StreamId id) {
+    Stream* stream = findStream(id);
+    if (!stream || !stream->pending || stream->discarded) {
+        return;
+    }
+    for (const auto& c : stream->components) {
+        if (!c.pair ||
+            (c.state != ComponentState::Connected && c.state != ComponentState::Completed)) {
+            return;
+        }
+    }
+    promote(stream->user);
+}
+
+void Agent::Impl::promote(StreamId user) {
+    UserStream* u = findUser(user);
+    Stream* next = u && u->pending ? findStream(u->pending) : nullptr;
+    if (!next) {
+        return;
+    }
+    StreamId oldId = u->active;
+    StreamId newId = u->pending;
+    Stream* old = findStream(oldId);
+    std::vector<ComponentState> before;
+    for (size_t c = 0; c < next->components.size(); ++c) {
+        before.push_back(old ? old->components[c].state : ComponentState::Disconnected);
+    }
+    {
+        std::lock_guard snapshot(snapshotMutex_);
+        next->pending = false;
+        for (auto& c : next->components) {
+            c.everConnected = true;
+        }
+        u->active = newId;
+        u->pending = 0;
+    }
+    for (auto& c : next->components) {
+        c.counters->route = newId;
+    }
+    stopTimer(next->connectTimer);
+    stopTimer(u->attemptTimer);
+    u->recovery.recovered();
+    if (old) {
+        discardStream(oldId); // its TURN allocations are released
+    }
+    auto now = Clock::now();
+    for (ComponentId c = 1; c <= next->components.size(); ++c) {
+        u->liveness[c - 1].connected(now);
+        CandidatePair pair = *next->components[c - 1].pair;
+        ComponentState state = next->components[c - 1].state;
+        emit([this, user, c, pair, state, changed = before[c - 1] != state] {
+            if (callbacks_.selectedPairChanged) {
+                callbacks_.selectedPairChanged(user, c, pair);
+            }
+            if (changed && callbacks_.stateChanged) {
+                callbacks_.stateChanged(user, c, state);
+            }
+        });
+    }
+    impl::log(LogLevel::Info,
+              "stream " + std::to_string(user) + ": the restarted session took over");
+    updateIdleTimeout();
+    startLivenessTimer();
+}
+
+// Removed soon, not now: this may run inside one of the stream's own signals.
+void Agent::Impl::discardStream(StreamId id) {
+    Stream* stream = findStream(id);
+    if (!stream || stream->discarded) {
+        return;
+    }
+    stream->discarded = true;
+    stopTimer(stream->gatherTimer);
+    stopTimer(stream->connectTimer);
+    stopTimer(stream->udpSilenceTimer);
+    GSource* source = startTimer(loop_->impl().context(), std::chrono::milliseconds(0),
+                                 weak_from_this(), [id](Impl& impl) {
+                                     if (!impl.agent_) {
+                                         return; // teardown closes the agent, streams and all
+                                     }
+                                     nice_agent_remove_stream(impl.agent_, id);
+                                     {
+                                         std::lock_guard snapshot(impl.snapshotMutex_);
+                                         impl.streams_.erase(id);
+                                     }
+                                     impl.updateIdleTimeout();
+                                 });
+    g_source_unref(source); // the context keeps it until it has run
+}
+
+// libnice failed a connected component: 10 s without a consent answer, or its socket is gone.
+void Agent::Impl::onPathFailed(StreamId id, ComponentId c) {
+    Stream* stream = findStream(id);
+    UserStream* u = findUser(stream->user);
+    auto action = u->liveness[c - 1].consentTimeout(Clock::now());
+    NiceCandidate* local = nullptr;
+    NiceCandidate* remote = nullptr;
+    if (action == impl::Liveness::ConsentAction::Rearm &&
+        nice_agent_get_selected_pair(agent_, id, c, &local, &remote)) {
+        // RFC 7675 gives the pair 30 s: re-arm it, which lets it send again and sends a consent
+        // check at once. Outside libnice's signal emission.
+        std::string lf = local->foundation;
+        std::string rf = remote->foundation;
+        GSource* source = startTimer(
+            loop_->impl().context(), std::chrono::milliseconds(0), weak_from_this(),
+            [id, c, lf, rf](Impl& impl) {
+                Stream* s = impl.agent_ ? impl.findStream(id) : nullptr;
+                if (!s || s->discarded) {
+                    return;
+                }
+                if (!nice_agent_set_selected_pair(impl.agent_, id, c, lf.c_str(), rf.c_str())) {
+                    impl.onPathLost(id, c, "the selected pair is gone (its socket closed)");
+                }
+            });
+        g_source_unref(source);
+        return;
+    }
+    onPathLost(id, c,
+               action == impl::Liveness::ConsentAction::Expired
+                   ? "consent expired: no answer to consent checks for 30 s (RFC 7675)"
+                   : "the selected pair is gone (its socket closed)");
+}
+
+void Agent::Impl::onPathLost(StreamId id, ComponentId c, const std::string& reason) {
+    Stream* stream = findStream(id);
+    if (!stream || stream->pending || stream->discarded) {
+        return;
+    }
+    Component& component = stream->components[c - 1];
+    component.pathLost = true;
+    if (!config_.autoRestart) {
+        failConnected(stream->user, "connection lost: " + reason);
+        return;
+    }
+    if (component.state == ComponentState::Connected ||
+        component.state == ComponentState::Completed) {
+        setUserState(id, c, ComponentState::Disconnected);
+        emit([this, user = stream->user, c, reason] {
+            if (callbacks_.disconnected) {
+                callbacks_.disconnected(user, c, reason);
+            }
+        });
+    }
+    beginRecovery(stream->user, reason);
+}
+
+void Agent::Impl::failConnected(StreamId user, const std::string& message) {
+    UserStream* u = findUser(user);
+    Stream* stream = u ? findStream(u->active) : nullptr;
+    if (!stream) {
+        return;
+    }
+    if (u->pending) {
+        discardStream(u->pending);
+        std::lock_guard snapshot(snapshotMutex_);
+        u->pending = 0;
+    }
+    stopTimer(u->attemptTimer);
+    u->recovery.recovered();
+    for (ComponentId c = 1; c <= stream->components.size(); ++c) {
+        Component& component = stream->components[c - 1];
+        if (component.state == ComponentState::Failed) {
+            continue;
+        }
+        {
+            std::lock_guard snapshot(snapshotMutex_);
+            component.state = ComponentState::Failed;
+        }
+        emit([this, user, c, message] {
+            if (callbacks_.stateChanged) {
+                callbacks_.stateChanged(user, c, ComponentState::Failed);
+            }
+            if (callbacks_.failed) {
+                callbacks_.failed(user, c, {FailureKind::ConsentLost, message});
+            }
+        });
+    }
+    updateIdleTimeout();
+}
+
+// After connecting: Connected, Completed and Disconnected as the liveness policy sees them.
+void Agent::Impl::setUserState(StreamId id, ComponentId c, ComponentState state) {
+    Stream* stream = findStream(id);
+    if (!stream || stream->pending || stream->discarded) {
+        return;
+    }
+    Component& component = stream->components[c - 1];
+    if (component.state == state || component.state == ComponentState::Failed) {
+        return;
+    }
+    {
+        std::lock_guard snapshot(snapshotMutex_);
+        component.state = state;
+    }
+    updateIdleTimeout();
+    emit([this, user = stream->user, c, state] {
+        if (callbacks_.stateChanged) {
+            callbacks_.stateChanged(user, c, state);
+        }
+    });
+}
+
+void Agent::Impl::startLivenessTimer() {
+    if (livenessTimer_ || !agent_) {
+        return;
+    }
+    auto period = std::max(std::chrono::milliseconds(100), config_.disconnectedTimeout / 4);
+    livenessTimer_ = startTimer(loop_->impl().context(), period, weak_from_this(), [](Impl& impl) {
+        g_source_unref(impl.livenessTimer_); // fired
+        impl.livenessTimer_ = nullptr;
+        impl.onLivenessTick();
+    });
+}
+
+void Agent::Impl::onLivenessTick() {
+    auto now = Clock::now();
+    bool watching = false;
+    for (auto& [user, u] : users_) {
+        Stream* stream = findStream(u.active);
+        if (!stream || stream->discarded) {
+            continue;
+        }
+        for (ComponentId c = 1; c <= stream->components.size(); ++c) {
+            Component& component = stream->components[c - 1];
+            if (!component.everConnected || component.state == ComponentState::Failed) {
+                continue;
+            }
+            watching = true;
+            impl::Liveness& live = u.liveness[c - 1];
+            if (int64_t ns = component.counters->lastSentNs.load(std::memory_order_relaxed)) {
+                live.sent(Clock::time_point(Clock::duration(ns)));
+            }
+            auto verdict = live.evaluate(now);
+            if (verdict.disconnected) {
+                if (component.state != ComponentState::Disconnected) {
+                    setUserState(u.active, c, ComponentState::Disconnected);
+                    emit([this, user = user, c, reason = verdict.reason] {
+                        if (callbacks_.disconnected) {
+                            callbacks_.disconnected(user, c, reason);
+                        }
+                    });
+                }
+                beginRecovery(user, verdict.reason);
+            } else if (component.state == ComponentState::Disconnected && !component.pathLost) {
+                setUserState(u.active, c, ComponentState::Connected);
+            }
+        }
+    }
+    if (watching) {
+        startLivenessTimer();
+    }
+}
+
 void Agent::Impl::teardown() {
     if (!agent_) {
         return;
@@ -1260,6 +1858,10 @@ void Agent::Impl::teardown() {
         mdns_.reset();
     }
     g_signal_handlers_disconnect_by_data(agent_, this);
+    stopTimer(livenessTimer_);
+    for (auto& [user, u] : users_) {
+        stopTimer(u.attemptTimer);
+    }
     for (auto& [id, stream] : streams_) {
         for (unsigned c = 1; c <= stream.components.size(); ++c) {
             // Not detached: libnice reads a component's sockets only while a receive callback

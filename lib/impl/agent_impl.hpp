@@ -3,6 +3,7 @@
 #include <icepunch/agent.hpp>
 
 #include "impl/event_loop_impl.hpp"
+#include "impl/liveness.hpp"
 #include "impl/mdns_resolver.hpp"
 #include "impl/tls_bridge.hpp"
 #include "impl/turn_probe.hpp"
@@ -37,11 +38,14 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     struct Counters {
         std::atomic<uint64_t> bytesSent{0}, bytesReceived{0}, packetsSent{0}, packetsReceived{0},
             packetsDropped{0};
+        std::atomic<unsigned> route{0};     // the libnice stream send() goes out on
+        std::atomic<int64_t> lastSentNs{0}; // steady_clock, of the last datagram sent
     };
 
     struct Component {
         ComponentState state = ComponentState::Disconnected;
         bool everConnected = false;
+        bool pathLost = false; // after connecting: the selected pair is gone or lost consent
         std::optional<CandidatePair> pair;
         std::shared_ptr<Counters> counters = std::make_shared<Counters>();
     };
@@ -60,7 +64,14 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
         std::optional<ServerStatus> probed; // its answer, held until the relay picture is clear
     };
 
+    // One libnice stream. The app's stream (its StreamId, the id of the first libnice stream)
+    // is carried by one at a time; during an ICE restart a second, pending one gathers and
+    // checks until it has a pair for every component, then takes over.
     struct Stream {
+        StreamId user = 0;      // the app's stream it carries
+        bool pending = false;   // a restart's session, not yet carrying the app's stream
+        bool discarded = false; // being removed: its late signals are ignored
+        std::string remoteUfrag, remotePwd;
         std::vector<Component> components; // index = component id - 1
         std::vector<Candidate> localCandidates;
         std::vector<ServerSlot> servers;
@@ -77,17 +88,56 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
         GSource* udpSilenceTimer = nullptr; // see startUdpSilenceTimer
     };
 
+    // The app's view of a stream: which libnice stream carries it, and its liveness.
+    struct UserStream {
+        StreamId active = 0;
+        StreamId pending = 0;
+        std::vector<impl::Liveness> liveness; // per component
+        impl::Recovery recovery;
+        std::string reason;              // of the restart under way
+        GSource* attemptTimer = nullptr; // a recovery attempt's timeout, or its backoff
+    };
+
     Impl(AgentConfig config, Callbacks callbacks, std::shared_ptr<EventLoop> loop);
     ~Impl();
 
     // Loop-thread only from here on.
     Status init();
+    // The app's calls, by the app's StreamId.
     Result<StreamId> addStream(unsigned components);
-    Status gather(StreamId id);
-    Result<SessionDescription> localDescription(StreamId id);
-    Status setRemote(StreamId id, const SessionDescription& description);
-    Status addRemoteCandidate(StreamId id, const Candidate& candidate);
-    Status endOfRemoteCandidates(StreamId id);
+    Status gather(StreamId user);
+    Result<SessionDescription> localDescription(StreamId user);
+    Status setRemote(StreamId user, const SessionDescription& description);
+    Status addRemoteCandidate(StreamId user, const Candidate& candidate);
+    Status endOfRemoteCandidates(StreamId user);
+    Status restart(StreamId user);
+
+    // The same on one libnice stream.
+    Result<StreamId> addNiceStream(unsigned components, StreamId user);
+    Status gatherStream(StreamId id);
+    Result<SessionDescription> localDescriptionOf(StreamId id);
+    Status setRemoteOf(StreamId id, const SessionDescription& description);
+    Status addRemoteCandidateTo(StreamId id, const Candidate& candidate);
+    Status endOfRemoteCandidatesOf(StreamId id);
+
+    // Restarts and recovery (loop thread).
+    UserStream* findUser(StreamId user);
+    Stream* findUserStream(StreamId user); // the active libnice stream (snapshot readers too)
+    StreamId userOf(StreamId id);
+    void startRestart(StreamId user, std::string reason);
+    void beginRecovery(StreamId user, const std::string& reason);
+    void onAttemptFailed(StreamId user, StreamId id, const std::string& reason);
+    void promote(StreamId user);
+    void discardStream(StreamId id);
+    void onPathFailed(StreamId id, ComponentId component);
+    void onPathLost(StreamId id, ComponentId component, const std::string& reason);
+    void failConnected(StreamId user, const std::string& message);
+    void setUserState(StreamId id, ComponentId component, ComponentState state);
+    void onLivenessTick();
+    void startLivenessTimer();
+    std::string refreshLocalAddresses();
+    void onPendingState(StreamId id, ComponentId component, NiceComponentState state);
+    void maybePromote(StreamId id);
     void teardown();
     static bool isMdnsName(const std::string& address);
     static std::string lowercase(std::string text);
@@ -158,7 +208,10 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     std::shared_ptr<EventLoop> loop_;
     NiceAgent* agent_ = nullptr;
     std::shared_ptr<CallbackGate> gate_ = std::make_shared<CallbackGate>();
-    std::map<StreamId, Stream> streams_;
+    std::map<StreamId, Stream> streams_;      // by libnice stream id
+    std::map<StreamId, UserStream> users_;    // by the app's StreamId (snapshot readers too)
+    std::vector<std::string> localAddresses_; // given to libnice, for new streams too
+    GSource* livenessTimer_ = nullptr;
     std::vector<std::unique_ptr<impl::TlsBridge>> bridges_; // one per turns: address
     std::shared_ptr<impl::MdnsResolver> mdns_;              // made on the first .local candidate
     GCancellable* resolveCancel_ = nullptr;                 // pending host name lookups

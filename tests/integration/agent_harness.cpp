@@ -62,6 +62,7 @@ Agent::Callbacks Recorder::callbacks() {
         {
             std::lock_guard lock(self->mutex);
             self->pair = pair;
+            self->pairs.push_back(pair);
         }
         self->changed.notify_all();
     };
@@ -88,6 +89,26 @@ Agent::Callbacks Recorder::callbacks() {
         if (self->onReceive) {
             self->onReceive(data);
         }
+    };
+    cb.restarted = [self](StreamId stream, const std::string& reason) {
+        self->noteCallback();
+        {
+            std::lock_guard lock(self->mutex);
+            self->restarts.push_back(reason);
+            self->gatheringDone = false; // a new gathering
+        }
+        self->changed.notify_all();
+        if (self->onRestarted) {
+            self->onRestarted(stream, reason);
+        }
+    };
+    cb.disconnected = [self](StreamId, ComponentId, const std::string& reason) {
+        self->noteCallback();
+        {
+            std::lock_guard lock(self->mutex);
+            self->disconnects.push_back(reason);
+        }
+        self->changed.notify_all();
     };
     cb.remoteCandidateSkipped = [self](StreamId, const SkippedLine& line) {
         std::lock_guard lock(self->mutex);
@@ -168,6 +189,18 @@ void PeerPair::startTrickle() {
         };
         self.events->onGatheringDone = [peer](StreamId) {
             peer->withAgent([&](Agent& agent) { agent.endOfRemoteCandidates(peer->stream); });
+        };
+        // An ICE restart (ours, or answering the peer's): the new credentials go over, as a
+        // signalling channel would carry them; the candidates follow as they are gathered.
+        // Our own agent is alive inside its callback (its destructor waits for it).
+        Agent* mine = self.agent.get();
+        StreamId myStream = self.stream;
+        self.events->onRestarted = [mine, myStream, peer](StreamId, const std::string&) {
+            auto description = mine->localDescription(myStream);
+            if (description) {
+                peer->withAgent(
+                    [&](Agent& agent) { agent.setRemoteDescription(peer->stream, *description); });
+            }
         };
     };
     wire(a, b);

@@ -28,7 +28,10 @@ struct RecordedEvents {
     std::vector<ComponentState> states; // component 1, in order
     std::optional<CandidatePair> pair;
     std::vector<Failure> failures;
-    std::vector<SkippedLine> skipped; // remote candidates not used, with the reason
+    std::vector<SkippedLine> skipped;     // remote candidates not used, with the reason
+    std::vector<CandidatePair> pairs;     // every selected pair, in order
+    std::vector<std::string> restarts;    // Callbacks::restarted reasons
+    std::vector<std::string> disconnects; // Callbacks::disconnected reasons
     bool gatheringDone = false;
     uint64_t received = 0;
     uint64_t receivedBytes = 0;
@@ -54,6 +57,7 @@ public:
     // before the agent can call back (before gather).
     std::function<void(StreamId, const Candidate&)> onCandidate;
     std::function<void(StreamId)> onGatheringDone;
+    std::function<void(StreamId, const std::string&)> onRestarted;
     std::function<void(ComponentState)> onState;
     std::function<void(std::span<const std::byte>)> onReceive;
 

@@ -435,10 +435,14 @@ Result<std::unique_ptr<CoturnProcess>> CoturnProcess::start(const CoturnOptions&
     {
         std::vector<Fd> keep;
         PortLocks& locks = self->state_->locks;
-        auto port = reservePort(addrs, keep, locks);
-        if (!port)
-            return port.error();
-        self->port_ = *port;
+        if (options.port) {
+            self->port_ = *options.port;
+        } else {
+            auto port = reservePort(addrs, keep, locks);
+            if (!port)
+                return port.error();
+            self->port_ = *port;
+        }
         if (addrs.size() > 1) {
             auto alt = reservePort(addrs, keep, locks);
             if (!alt)

@@ -30,6 +30,9 @@ struct CoturnOptions {
     bool verbose = false; // -v: coturn logs every session, which liveAllocations() counts
     std::vector<std::string> extraArgs; // appended verbatim
     std::chrono::milliseconds startTimeout{5000};
+    // The UDP/TCP listening port; unset: a free one. Set to an earlier process's port() to
+    // restart "the same server" once that one has stopped.
+    std::optional<uint16_t> port;
 };
 
 class CoturnProcess {

@@ -28,7 +28,7 @@ inline constexpr std::size_t kMaxDatagramSize = 65000;
 using ComponentId = unsigned;
 
 enum class ComponentState {
-    Disconnected, // nothing yet, or lost
+    Disconnected, // nothing yet, or, after Connected, the peer is not heard for now
     Gathering,
     Checking,  // connectivity checks running
     Connected, // a pair is selected and data can flow
@@ -103,6 +103,12 @@ public:
         // not be resolved, a transport that is off, refused by ICE), with the reason. The rest
         // of the description is used as if the line were not there.
         std::function<void(StreamId, const SkippedLine&)> remoteCandidateSkipped;
+        // ICE restarted on the stream (Agent::restart, the peer's restart, or recovery), and
+        // why. New credentials and candidates: send localDescription() to the peer again (and
+        // the candidates that follow through localCandidate, gatheringDone at the end).
+        std::function<void(StreamId, const std::string& reason)> restarted;
+        // A connected component lost its peer for now (stateChanged says Disconnected), and why.
+        std::function<void(StreamId, ComponentId, const std::string& reason)> disconnected;
     };
 
     static Result<std::unique_ptr<Agent>> create(AgentConfig config, Callbacks callbacks,
@@ -123,6 +129,11 @@ public:
     Status setRemoteDescription(StreamId stream, const SessionDescription& description);
     Status addRemoteCandidate(StreamId stream, const Candidate& candidate);
     Status endOfRemoteCandidates(StreamId stream);
+    // ICE restart (RFC 8445 section 9): new credentials, a new gathering, the same role. The
+    // new local description and its candidates come through the callbacks (restarted first);
+    // the current pair carries data until the new session has selected one. A remote
+    // description with other credentials than before is the peer's restart and answered so.
+    Status restart(StreamId stream);
     // Sends one datagram on the selected pair. Fails with ErrorCode::Empty, TooLarge (over
     // kMaxDatagramSize), NotConnected (no pair yet), ConsentLost (the path was lost) or
     // NoSuchStream.

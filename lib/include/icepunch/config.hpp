@@ -101,8 +101,19 @@ struct AgentConfig {
     unsigned stunRetransmissions = 5;
     // A server that has not answered by then is reported as failed and gathering completes.
     std::chrono::milliseconds gatherTimeout{5000};
-    // Checks that have not connected by then end in a Failed state.
+    // Checks that have not connected by then end in a Failed state; after connecting, how long
+    // recovery (autoRestart) keeps trying before the component fails.
     std::chrono::milliseconds connectTimeout{30000};
+    // A connected component that sends and hears nothing from its peer for this long (once the
+    // peer has been heard at all), or whose consent checks go unanswered while nothing else
+    // arrives either, is Disconnected; it is Connected again when traffic returns.
+    std::chrono::milliseconds disconnectedTimeout{2000};
+    // Restart ICE (RFC 8445 section 9) by itself when a connected component is disconnected or
+    // its consent expires (RFC 7675: 30 s without an answer): new credentials, new candidates
+    // from every local address there is now (new TURN allocations too), while the old pair
+    // carries data until the new one is selected. Callbacks::restarted says why; the app sends
+    // the new localDescription() to the peer, as for Agent::restart().
+    bool autoRestart = true;
     // Empty: callbacks run on the event loop thread. Any executor, also a pool of threads:
     // callbacks of one agent never run concurrently and always in order.
     Executor executor;

@@ -1,0 +1,210 @@
+// ICE restart (RFC 8445 section 9) and recovery on loopback: Agent::restart, the peer's restart
+// answered, data through the old pair until the new one takes over, and a relayed call that
+// comes back after its TURN server restarts (every allocation lost).
+#include "agent_harness.hpp"
+#include "coturn_process.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <iostream>
+#include <thread>
+
+namespace icepunch::test {
+using support::CoturnOptions;
+using support::CoturnProcess;
+
+namespace {
+
+// Sends one datagram every `interval` from a to b and b to a on a thread of its own, as a call
+// does; counts what arrives on each side through the recorders.
+class Talker {
+public:
+    Talker(PeerPair& peers, std::chrono::milliseconds interval) : peers_(peers) {
+        thread_ = std::thread([this, interval] {
+            auto next = std::chrono::steady_clock::now();
+            while (!stop_) {
+                peers_.a.agent->send(peers_.a.stream, 1, std::string_view("a->b"));
+                peers_.b.agent->send(peers_.b.stream, 1, std::string_view("b->a"));
+                ++sent_;
+                next += interval;
+                std::this_thread::sleep_until(next); // the pacing is the call: time must pass
+            }
+        });
+    }
+    ~Talker() { stop(); }
+    void stop() {
+        stop_ = true;
+        if (thread_.joinable()) {
+            thread_.join();
+        }
+    }
+    uint64_t sent() const { return sent_; }
+
+private:
+    PeerPair& peers_;
+    std::atomic<bool> stop_{false};
+    std::atomic<uint64_t> sent_{0};
+    std::thread thread_;
+};
+
+uint64_t receivedBy(Peer& peer) {
+    return peer.events->snapshot().received;
+}
+
+// Waits until both sides have received `more` datagrams beyond what they had at the call.
+bool dataFlowsAgain(PeerPair& peers, uint64_t more, std::chrono::milliseconds timeout) {
+    uint64_t a = receivedBy(peers.a), b = receivedBy(peers.b);
+    return peers.a.events->waitFor([&] { return peers.a.events->received >= a + more; }, timeout) &&
+           peers.b.events->waitFor([&] { return peers.b.events->received >= b + more; }, timeout);
+}
+
+std::string describe(const RecordedEvents& e) {
+    std::string out = "states:";
+    for (auto s : e.states) {
+        out += " " + std::string(toString(s));
+    }
+    out += "\nrestarts:";
+    for (const auto& r : e.restarts) {
+        out += "\n  " + r;
+    }
+    out += "\ndisconnects:";
+    for (const auto& r : e.disconnects) {
+        out += "\n  " + r;
+    }
+    for (const auto& f : e.failures) {
+        out += "\nfailure: " + f.message;
+    }
+    out += "\npairs:";
+    for (const auto& p : e.pairs) {
+        out += "\n  " + p.local.toString() + " -> " + p.remote.toString();
+    }
+    return out;
+}
+
+TEST(AgentRestart, RestartGivesNewCredentialsAndANewPairWhileDataFlows) {
+    PeerPair peers(loopbackConfig(Role::Controlling), loopbackConfig(Role::Controlled));
+    peers.startTrickle();
+    ASSERT_TRUE(peers.waitConnected());
+    auto before = peers.a.agent->localDescription(peers.a.stream).value();
+    auto peerBefore = peers.b.agent->localDescription(peers.b.stream).value();
+    auto pairBefore = peers.a.events->snapshot().pair.value();
+    Talker talker(peers, std::chrono::milliseconds(10));
+    ASSERT_TRUE(dataFlowsAgain(peers, 10, 5s));
+
+    ASSERT_TRUE(peers.a.agent->restart(peers.a.stream));
+    // Both sides restart: ours on request, the peer on seeing new credentials.
+    ASSERT_TRUE(peers.a.events->waitFor([&] { return !peers.a.events->restarts.empty(); }));
+    ASSERT_TRUE(peers.b.events->waitFor([&] { return !peers.b.events->restarts.empty(); }))
+        << describe(peers.b.events->snapshot());
+    ASSERT_TRUE(peers.a.events->waitFor([&] { return peers.a.events->pairs.size() >= 2; }))
+        << describe(peers.a.events->snapshot());
+    ASSERT_TRUE(peers.b.events->waitFor([&] { return peers.b.events->pairs.size() >= 2; }))
+        << describe(peers.b.events->snapshot());
+    ASSERT_TRUE(dataFlowsAgain(peers, 20, 5s)) << describe(peers.a.events->snapshot());
+    talker.stop();
+
+    auto a = peers.a.events->snapshot();
+    auto b = peers.b.events->snapshot();
+    EXPECT_EQ(a.restarts.front(), "restart requested by the app");
+    EXPECT_NE(b.restarts.front().find("the peer restarted ICE"), std::string::npos)
+        << b.restarts.front();
+    auto after = peers.a.agent->localDescription(peers.a.stream).value();
+    auto peerAfter = peers.b.agent->localDescription(peers.b.stream).value();
+    EXPECT_NE(after.ufrag, before.ufrag);
+    EXPECT_NE(after.pwd, before.pwd);
+    EXPECT_NE(peerAfter.ufrag, peerBefore.ufrag);
+    EXPECT_TRUE(after.endOfCandidates || !after.candidates.empty());
+    // New sockets: the new pair's local port is not the old one's.
+    EXPECT_NE(a.pair->local.port, pairBefore.local.port);
+    EXPECT_EQ(peers.a.agent->role(), Role::Controlling);
+    EXPECT_TRUE(a.failures.empty()) << describe(a);
+    EXPECT_TRUE(b.failures.empty()) << describe(b);
+    EXPECT_FALSE(a.hasState(ComponentState::Failed));
+    EXPECT_EQ(peers.a.agent->state(peers.a.stream, 1), ComponentState::Completed);
+    // Make before break: at most a few datagrams of the handover are lost, not the restart's
+    // whole duration.
+    uint64_t sent = talker.sent();
+    EXPECT_GE(a.received + 10, sent) << "sent " << sent << ", received " << a.received;
+    EXPECT_GE(b.received + 10, sent) << "sent " << sent << ", received " << b.received;
+    auto stats = peers.a.agent->stats(peers.a.stream, 1).value();
+    EXPECT_GE(stats.packetsSent, sent); // counted across both sessions
+}
+
+TEST(AgentRestart, ADescriptionWithTheSameCredentialsIsNotARestart) {
+    PeerPair peers(loopbackConfig(Role::Controlling), loopbackConfig(Role::Controlled));
+    peers.startTrickle();
+    ASSERT_TRUE(peers.waitConnected());
+    // The same description again (a re-read file, a repeated offer): nothing restarts.
+    auto again = peers.a.agent->localDescription(peers.a.stream).value();
+    ASSERT_TRUE(peers.b.agent->setRemoteDescription(peers.b.stream, again));
+    ASSERT_TRUE(exchange(peers.a, peers.b, 20, 100));
+    EXPECT_TRUE(peers.b.events->snapshot().restarts.empty());
+    EXPECT_TRUE(peers.a.events->snapshot().restarts.empty());
+}
+
+TEST(AgentRestart, RestartBeforeGatheringIsRefused) {
+    PeerPair peers(loopbackConfig(Role::Controlling), loopbackConfig(Role::Controlled));
+    auto status = peers.a.agent->restart(peers.a.stream);
+    ASSERT_FALSE(status);
+    EXPECT_EQ(status.error().code, ErrorCode::InvalidState);
+    EXPECT_EQ(peers.a.agent->restart(99).error().code, ErrorCode::NoSuchStream);
+}
+
+// A relayed call whose TURN server restarts: every allocation is gone and the relayed path goes
+// silent. Both sides notice (sending, hearing nothing), restart, allocate on the new server and
+// carry on, without the app doing anything but passing descriptions.
+TEST(AgentRestart, RelayedCallSurvivesATurnServerRestart) {
+    CoturnOptions options;
+    options.user = "u";
+    options.password = "p";
+    auto coturn = CoturnProcess::start(options);
+    ASSERT_TRUE(coturn) << coturn.error().message;
+    auto server = [&] {
+        TurnServer t;
+        t.uri = ServerUri::parse((*coturn)->uri("turn")).value();
+        t.username = "u";
+        t.password = "p";
+        return t;
+    }();
+    auto ca = loopbackConfig(Role::Controlling);
+    auto cb = loopbackConfig(Role::Controlled);
+    for (auto* c : {&ca, &cb}) {
+        c->policy = CandidatePolicy::RelayOnly;
+        c->turnServers.push_back(server);
+    }
+    PeerPair peers(ca, cb);
+    peers.startTrickle();
+    ASSERT_TRUE(peers.waitConnected(15s));
+    ASSERT_TRUE(peers.a.events->snapshot().pair->isRelayed());
+    Talker talker(peers, std::chrono::milliseconds(20));
+    ASSERT_TRUE(dataFlowsAgain(peers, 10, 5s));
+
+    uint16_t port = (*coturn)->port();
+    (*coturn)->stop();
+    options.port = port;
+    auto restarted = CoturnProcess::start(options);
+    ASSERT_TRUE(restarted) << restarted.error().message;
+    auto eventAt = std::chrono::steady_clock::now();
+
+    ASSERT_TRUE(peers.a.events->waitFor([&] { return !peers.a.events->restarts.empty(); }, 15s))
+        << describe(peers.a.events->snapshot());
+    ASSERT_TRUE(dataFlowsAgain(peers, 20, 20s)) << "A:\n"
+                                                << describe(peers.a.events->snapshot()) << "\nB:\n"
+                                                << describe(peers.b.events->snapshot()) << "\n"
+                                                << (*restarted)->logTail();
+    auto recovered = std::chrono::steady_clock::now() - eventAt;
+    talker.stop();
+    auto a = peers.a.events->snapshot();
+    EXPECT_TRUE(a.failures.empty()) << describe(a);
+    EXPECT_TRUE(a.pair->isRelayed());
+    EXPECT_FALSE(a.disconnects.empty()) << describe(a);
+    EXPECT_TRUE(a.hasState(ComponentState::Disconnected)) << describe(a);
+    EXPECT_NE(peers.a.agent->state(peers.a.stream, 1), ComponentState::Disconnected);
+    std::cout << "data flowed again "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(recovered).count()
+              << " ms after the TURN server restarted; A: " << a.disconnects.front() << "\n";
+}
+
+} // namespace
+} // namespace icepunch::test
