@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -315,6 +316,65 @@ TEST_F(CliTest, ConnectPingAndStdio) {
     EXPECT_TRUE(contains(a.out, "\"connected\":true")) << a.out;
     EXPECT_TRUE(contains(a.out, "{\"pings\":3,\"answered\":3,\"lost\":0,\"rtt_min_ms\":")) << a.out;
     EXPECT_TRUE(readFile(cli_.path("b.stdout")).starts_with("a=ice-ufrag:"));
+}
+
+// ICE restart through the file contract: SIGUSR1 restarts side A (as a lost path would); A
+// rewrites its file with new credentials, B sees the file replaced, answers with its own restart,
+// and the call goes on over the new pair, the old one carrying the pings meanwhile.
+TEST_F(CliTest, ConnectRestartRewritesTheFileAndTheCallGoesOn) {
+    std::string files =
+        " --local-file " + cli_.path("a.sdp") + " --remote-file " + cli_.path("b.sdp");
+    std::string filesB =
+        " --local-file " + cli_.path("b.sdp") + " --remote-file " + cli_.path("a.sdp");
+    auto peer = std::async(std::launch::async, [&] {
+        return cli_.run("connect --role controlled --echo --idle 2 --json --timeout 20 "
+                        "--interface 127.0.0.1 --no-mdns" +
+                            filesB,
+                        "", "b");
+    });
+    // A in the background of a shell, so that the test has its PID to signal.
+    const char* bin = std::getenv("ICEPUNCH_CLI");
+    std::string pidFile = cli_.path("a.pid");
+    std::string command = "'" + std::string(bin ? bin : "icepunch") +
+                          "' connect --role controlling --json --timeout 20 --interface "
+                          "127.0.0.1 --no-mdns --ping 250" +
+                          files + " </dev/null >'" + cli_.path("a.out") + "' 2>'" +
+                          cli_.path("a.err") + "' & echo $! >'" + pidFile + "'; wait $!";
+    auto side = std::async(std::launch::async, [&] { return std::system(command.c_str()); });
+    auto waitFor = [&](const std::string& file, const std::string& text) {
+        for (int i = 0; i < 400; ++i) { // 10 s
+            if (contains(readFile(file), text))
+                return true;
+            std::this_thread::sleep_for(25ms); // files raise no event
+        }
+        return false;
+    };
+    ASSERT_TRUE(waitFor(cli_.path("a.out"), "\"connected\":true")) << readFile(cli_.path("a.err"));
+    std::string before = readFile(cli_.path("a.sdp"));
+    int pid = std::stoi(readFile(pidFile));
+    ASSERT_EQ(::kill(pid, SIGUSR1), 0);
+    int rc = side.get();
+    Outcome b = peer.get();
+    std::string out = readFile(cli_.path("a.out"));
+    std::string why = "A:\n" + out + readFile(cli_.path("a.err")) + "\nB:\n" + describe(b);
+    ASSERT_EQ(WEXITSTATUS(rc), 0) << why;
+    EXPECT_EQ(b.status, 0) << why;
+    EXPECT_TRUE(contains(out, "{\"event\":\"restarted\",\"t_ms\":")) << why;
+    EXPECT_TRUE(contains(out, "\"reason\":\"restart requested by the app\"")) << why;
+    EXPECT_TRUE(contains(out, "{\"event\":\"selected\",")) << why;
+    EXPECT_TRUE(contains(b.out, "\"reason\":\"the peer restarted ICE (new ufrag")) << why;
+    // The result line stays the first; the ping result is the last.
+    EXPECT_TRUE(out.starts_with("{\"connected\":true,")) << out;
+    EXPECT_TRUE(contains(out, "{\"pings\":250,")) << why;
+    // Make before break: the pings go on through the old pair until the new one takes over.
+    auto at = out.find("\"lost\":");
+    ASSERT_NE(at, std::string::npos) << out;
+    EXPECT_LE(std::stoi(out.substr(at + 7)), 5) << why;
+    // The file was written anew: other credentials, the candidates and end-of-candidates again.
+    std::string after = readFile(cli_.path("a.sdp"));
+    EXPECT_NE(after.substr(0, after.find('\n')), before.substr(0, before.find('\n')));
+    EXPECT_TRUE(after.starts_with("a=ice-ufrag:")) << after;
+    EXPECT_TRUE(contains(after, "a=end-of-candidates")) << after;
 }
 
 TEST_F(CliTest, GatherReportsCandidatesAndServers) {

@@ -18,6 +18,7 @@
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -29,11 +30,19 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace icepunch::cli {
 
 namespace {
+
+// SIGUSR1 asks for an ICE restart (file mode): to try recovery and the restart contract by hand.
+std::atomic<bool> g_restartRequested{false};
+
+extern "C" void onRestartSignal(int) {
+    g_restartRequested = true;
+}
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
@@ -60,8 +69,12 @@ const char* const kHelp =
     "  --remote-file F     follow the peer's F as it grows: checks start on its credentials,\n"
     "                      each candidate line is used as it appears, until\n"
     "                      a=end-of-candidates (the peer may start later)\n"
+    "                      ICE restart (RFC 8445 9): both files stay watched; a side that\n"
+    "                      restarts (its path lost, or answering the peer's restart) writes\n"
+    "                      its file anew the same way, new credentials first\n"
     "  --stdio             write ours to stdout, read the peer's from stdin up to the line\n"
-    "                      a=end-of-candidates; data follows on the same streams\n"
+    "                      a=end-of-candidates; data follows on the same streams (no ICE\n"
+    "                      restart then: a lost path ends the call once consent expires)\n"
     "\n"
     "options:\n"
     "  --role R            controlling or controlled (one side each; required)\n"
@@ -80,7 +93,10 @@ const char* const kHelp =
     "                      \"local_type\":...,\"remote_type\":...,\"local\":...,\"remote\":...}\n"
     "                      (or {\"connected\":false,\"error\":...}) on stdout before any data;\n"
     "                      without it the result goes to stderr as one sentence. --ping and\n"
-    "                      --bench then print their result as one JSON line too\n"
+    "                      --bench then print their result as one JSON line too. Then one\n"
+    "                      line per event of the call, {\"event\":\"disconnected\"|\"connected\"|\n"
+    "                      \"restarted\"|\"selected\",\"t_ms\":N,...} with the reason or pair\n"
+    "                      (on stderr when stdout carries the data)\n"
     "  --echo              send back every datagram unchanged (stdin is not read; datagrams\n"
     "                      that arrive before we are connected are queued and sent once we\n"
     "                      are); ends on --timeout, when the connection fails or after --idle\n"
@@ -88,7 +104,7 @@ const char* const kHelp =
     "                      (default 10)\n"
     "  --ping N            send N datagrams \"icepunch-ping <seq> <send-time-ns>\\n\" 20 ms apart\n"
     "                      to a peer that echoes and print RTT min/median/max (unanswered\n"
-    "                      after 2 s counts as lost)\n"
+    "                      after 2 s counts as lost) and the longest outage\n"
     "  --bench S           send 1200-byte datagrams \"icepunch-bench <seq> ...\" for S seconds\n"
     "                      to a peer that echoes (at most 64 unanswered) and print the\n"
     "                      throughput up (sent) and down (echoed back) and the loss\n"
@@ -97,10 +113,13 @@ const char* const kHelp =
     "                      description, 30 s to connect, no limit for data)\n"
     "  -h, --help          this text\n"
     "\n"
+    "SIGUSR1 restarts ICE (file mode), as a lost path would.\n"
+    "\n"
     "ms_to_connected counts from having the peer's description to the selected pair.\n"
     "exit status: 0 connected (and, with --ping or --bench, something echoed; with --echo, a\n"
     "peer that leaves after its data was echoed is a normal end), 1 not connected, connection\n"
-    "lost or another failure, 2 usage error.\n";
+    "lost (recovery found no new path within the connect timeout) or another failure, 2 usage\n"
+    "error.\n";
 
 constexpr std::size_t kMaxDatagram = 1200; // stdin lines longer than this are split
 constexpr std::size_t kBenchSize = 1200;
@@ -210,6 +229,9 @@ struct Session {
     std::optional<Clock::time_point> connectedAt;
     std::optional<Failure> failure;
     std::vector<SkippedLine> skipped; // remote candidates the agent did not use
+    // After the result line: one line per event (disconnected, connected, restarted, selected).
+    bool resultOut = false;
+    ComponentState lastState = ComponentState::Disconnected;
     // File mode: when the peer's credentials were read, and what the follower saw of its file.
     std::optional<Clock::time_point> remoteCredentialsAt;
     bool followerDone = false;
@@ -296,10 +318,17 @@ bool writeFileAtomically(const std::string& path, const std::string& text, std::
 // reader never sees half of them), then each candidate appended as a whole line as it is
 // gathered, a=end-of-candidates last. A peer that waits for a=end-of-candidates and reads the
 // whole file sees what it always saw; one that follows the file uses each line as it appears.
+//
+// After an ICE restart the file is written anew the same way (new credentials atomically, then
+// the new candidates, a=end-of-candidates last): a reader that follows it sees the file replaced.
 class TrickleFileWriter {
 public:
     bool start(const std::string& path, const std::string& credentials, std::string& error) {
         std::lock_guard lock(mutex_);
+        if (fd_ >= 0)
+            ::close(fd_);
+        fd_ = -1;
+        ended_ = false;
         if (!writeFileAtomically(path, credentials, error))
             return false;
         fd_ = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
@@ -351,6 +380,7 @@ public:
                          ErrorCode::LimitExceeded};
         }
         if (st.st_ino != inode_) { // replaced (the atomic first write): start over
+            replaced_ = inode_ != 0;
             inode_ = st.st_ino;
             offset_ = 0;
             partial_.clear();
@@ -376,8 +406,13 @@ public:
         return lines;
     }
 
+    // True once after poll() found the file replaced by a new one (the peer restarted ICE): the
+    // lines that follow are a new description.
+    bool takeReplaced() { return std::exchange(replaced_, false); }
+
 private:
     std::string path_;
+    bool replaced_ = false;
     ino_t inode_ = 0;
     std::size_t offset_ = 0;
     std::string partial_;
@@ -469,6 +504,9 @@ int parseOptions(ArgScanner& args, ServerOptions& servers, AgentConfig& config, 
         return kExitUsage;
     config.stunServers = servers.stun;
     config.role = o.role;
+    // stdin/stdout carry the data once connected: there is no way to hand the peer a new
+    // description, so no ICE restart either.
+    config.autoRestart = !o.stdio;
     config.policy = relayOnly ? CandidatePolicy::RelayOnly : CandidatePolicy::All;
     return kExitOk;
 }
@@ -495,6 +533,26 @@ std::string candidateText(const Candidate& c) {
         text += " (related " + *c.relatedAddress + ":" + std::to_string(c.relatedPort.value_or(0)) +
                 ")";
     return text;
+}
+
+// The pair's fields of the result line and of "selected" events.
+std::string pairJson(const CandidatePair& pair) {
+    return ",\"local_type\":" + jsonString(toString(pair.local.type)) +
+           ",\"remote_type\":" + jsonString(toString(pair.remote.type)) +
+           ",\"local\":" + jsonString(pair.local.endpoint()) +
+           ",\"remote\":" + jsonString(pair.remote.endpoint()) +
+           ",\"transport\":" + jsonString(pair.local.transport == Transport::Tcp ? "tcp" : "udp") +
+           (pair.relayProtocol.empty()
+                ? std::string()
+                : ",\"relay_protocol\":" + jsonString(pair.relayProtocol) +
+                      ",\"relay_server\":" + jsonString(pair.relayServer->toString()));
+}
+
+std::string pairText(const CandidatePair& pair) {
+    return "local " + std::string(toString(pair.local.type)) + " " + pair.local.endpoint() +
+           " -> remote " + std::string(toString(pair.remote.type)) + " " + pair.remote.endpoint() +
+           " (" +
+           (pair.isRelayed() ? "relayed over " + pair.relayProtocol : std::string("direct")) + ")";
 }
 
 // What a user debugging a failed call wants to see, like the Trickle-ICE page: every candidate on
@@ -583,6 +641,8 @@ int runConnect(int argc, char** argv) {
             std::fprintf(stderr, "  ... %s\n", text);
     };
 
+    if (!o.stdio)
+        std::signal(SIGUSR1, onRestartSignal);
     Session s;
     std::unique_ptr<Agent> agent;
     StreamId stream = 0;
@@ -604,6 +664,21 @@ int runConnect(int argc, char** argv) {
     };
 
     TrickleFileWriter writer; // file mode: our description as it is gathered
+    // After the result line, every event of the call as one line: JSON on stdout with --json
+    // (stderr when stdout carries the data, netcat mode), else a sentence on stderr. Under
+    // s.mutex; nothing before the result line, which says how the call started.
+    const bool dataOnStdout = !o.echo && o.ping == 0 && !(o.bench > 0);
+    auto event = [&](const std::string& name, const std::string& fields, const std::string& text) {
+        if (!s.resultOut)
+            return;
+        auto t = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+        if (o.json)
+            emitLine(dataOnStdout ? stderr : stdout, "{\"event\":" + jsonString(name) +
+                                                         ",\"t_ms\":" + std::to_string(t.count()) +
+                                                         fields + "}");
+        else
+            std::fprintf(stderr, "icepunch connect: %s\n", text.c_str());
+    };
     Agent::Callbacks cb;
     std::function<void()> writeWhole; // --no-trickle: the description once gathering is done
     cb.localCandidate = [&](StreamId, const Candidate& c) {
@@ -621,18 +696,48 @@ int runConnect(int argc, char** argv) {
     };
     cb.stateChanged = [&](StreamId, ComponentId, ComponentState state) {
         std::lock_guard lock(s.mutex);
-        if ((state == ComponentState::Connected || state == ComponentState::Completed) &&
-            !s.connectedAt) {
+        bool up = state == ComponentState::Connected || state == ComponentState::Completed;
+        if (up && !s.connectedAt) {
             s.connectedAt = Clock::now();
             if (o.echo)
                 flushEchoQueue(); // what the peer sent while we were still checking
         }
+        if (up && s.lastState == ComponentState::Disconnected && s.pair)
+            event("connected", pairJson(*s.pair), "connected again: " + pairText(*s.pair));
+        if (up && o.echo)
+            flushEchoQueue();
+        s.lastState = state;
         s.changed.notify_all();
     };
     cb.selectedPairChanged = [&](StreamId, ComponentId, const CandidatePair& pair) {
         std::lock_guard lock(s.mutex);
+        bool changed = !s.pair || s.pair->local.toString() != pair.local.toString() ||
+                       s.pair->remote.toString() != pair.remote.toString();
         s.pair = pair;
+        if (changed)
+            event("selected", pairJson(pair), "selected pair: " + pairText(pair));
         s.changed.notify_all();
+    };
+    cb.disconnected = [&](StreamId, ComponentId, const std::string& reason) {
+        std::lock_guard lock(s.mutex);
+        event("disconnected", ",\"reason\":" + jsonString(reason), "disconnected: " + reason);
+    };
+    // An ICE restart, ours or the peer's: the new description goes into our file as the first
+    // one did (trickled, or whole once gathered with --no-trickle).
+    cb.restarted = [&](StreamId, const std::string& reason) {
+        if (!o.stdio && !o.noTrickle) {
+            std::string error;
+            auto credentials = live->localDescription(stream);
+            if (credentials) { // the candidates follow through localCandidate, as at the start
+                credentials->candidates.clear();
+                credentials->endOfCandidates = false;
+            }
+            if (!credentials || !writer.start(o.localFile, credentials->toString(), error))
+                std::fprintf(stderr, "icepunch connect: after an ICE restart: %s\n",
+                             credentials ? error.c_str() : credentials.error().message.c_str());
+        }
+        std::lock_guard lock(s.mutex);
+        event("restarted", ",\"reason\":" + jsonString(reason), "ICE restart: " + reason);
     };
     cb.failed = [&](StreamId, ComponentId, const Failure& failure) {
         std::lock_guard lock(s.mutex);
@@ -852,7 +957,8 @@ int runConnect(int argc, char** argv) {
                     }
                     credentialsSet = true;
                     std::lock_guard lock(s.mutex);
-                    s.remoteCredentialsAt = Clock::now();
+                    if (!s.remoteCredentialsAt)
+                        s.remoteCredentialsAt = Clock::now();
                     s.changed.notify_all();
                     if (parsed->endOfCandidates) {
                         ended = true;
@@ -882,18 +988,42 @@ int runConnect(int argc, char** argv) {
             }
             return true;
         };
+        // After a=end-of-candidates it keeps watching: a file replaced by a new one is the
+        // peer's ICE restart, read and applied the same way (new credentials, then candidates).
         follower = std::thread([&] {
             bool ended = false;
-            while (!ended && !stopFollowing && Clock::now() < waitUntil) {
+            bool everSet = false;
+            while (!stopFollowing && (everSet || Clock::now() < waitUntil)) {
                 auto lines = reader.poll();
                 if (!lines) {
                     readError = lines.error().message;
                     break;
                 }
-                if (!apply(*lines, ended))
-                    break;
-                if (!ended)
-                    std::this_thread::sleep_for(5ms); // files raise no event; 5 ms is cheap
+                if (everSet && g_restartRequested.exchange(false)) {
+                    if (auto st = live->restart(stream); !st)
+                        std::fprintf(stderr, "icepunch connect: restart: %s\n",
+                                     st.error().message.c_str());
+                }
+                if (reader.takeReplaced() && everSet) {
+                    text.clear();
+                    credentialsSet = false;
+                    ended = false;
+                }
+                if (!ended && !apply(*lines, ended)) {
+                    if (!everSet)
+                        break;
+                    std::fprintf(stderr, "icepunch connect: the peer's new description: %s\n",
+                                 readError.value_or("unusable").c_str());
+                    readError.reset();
+                    ended = true; // until the file is replaced again
+                }
+                if (credentialsSet && !everSet) {
+                    everSet = true;
+                    std::lock_guard lock(s.mutex);
+                    s.remoteText = text;
+                }
+                // Files raise no event: 5 ms while a description is coming in, 20 ms after.
+                std::this_thread::sleep_for(ended ? 20ms : 5ms);
             }
             std::lock_guard lock(s.mutex);
             s.remoteText = text;
@@ -942,24 +1072,20 @@ int runConnect(int argc, char** argv) {
     }
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(connectedAt - checksStart);
     if (o.json) {
-        emitLine(stdout,
-                 "{\"connected\":true,\"ms_to_connected\":" + std::to_string(ms.count()) +
-                     ",\"local_type\":" + jsonString(toString(pair.local.type)) +
-                     ",\"remote_type\":" + jsonString(toString(pair.remote.type)) +
-                     ",\"local\":" + jsonString(pair.local.endpoint()) +
-                     ",\"remote\":" + jsonString(pair.remote.endpoint()) + ",\"transport\":" +
-                     jsonString(pair.local.transport == Transport::Tcp ? "tcp" : "udp") +
-                     (pair.relayProtocol.empty()
-                          ? std::string()
-                          : ",\"relay_protocol\":" + jsonString(pair.relayProtocol) +
-                                ",\"relay_server\":" + jsonString(pair.relayServer->toString())) +
-                     "}");
+        std::lock_guard lock(s.mutex); // events wait for this line
+        emitLine(stdout, "{\"connected\":true,\"ms_to_connected\":" + std::to_string(ms.count()) +
+                             pairJson(pair) + "}");
+        s.resultOut = true;
+        s.pair = pair;
     } else {
         std::fprintf(
             stderr, "icepunch connect: connected in %lld ms: local %s %s -> remote %s %s (%s)\n",
             static_cast<long long>(ms.count()), std::string(toString(pair.local.type)).c_str(),
             pair.local.endpoint().c_str(), std::string(toString(pair.remote.type)).c_str(),
             pair.remote.endpoint().c_str(), pair.isRelayed() ? "relayed" : "direct");
+        std::lock_guard lock(s.mutex);
+        s.resultOut = true;
+        s.pair = pair;
     }
 
     // The data phase: raw datagrams, no handshake. A peer that echoes queues what arrives before
@@ -998,7 +1124,7 @@ int runConnect(int argc, char** argv) {
                 rtts.push_back(*rtt);
         lock.unlock();
         std::string stats = "null", statsText;
-        char line[320];
+        char line[480];
         if (!rtts.empty()) {
             double mn = *std::min_element(rtts.begin(), rtts.end());
             double mx = *std::max_element(rtts.begin(), rtts.end());
@@ -1013,12 +1139,36 @@ int runConnect(int argc, char** argv) {
             stats = "\"rtt_min_ms\":null,\"rtt_median_ms\":null,\"rtt_max_ms\":null";
         }
         std::size_t lost = sent - rtts.size();
+        // The longest run of unanswered pings: how long the call was down at worst (a path
+        // lost and recovered), and when that began (ms from the start of the process).
+        std::size_t runStart = 0, runLength = 0, bestStart = 0, bestLength = 0;
+        {
+            std::lock_guard lock(s.mutex);
+            for (std::size_t seq = 0; seq < sent; ++seq) {
+                if (s.pingRttMs[seq]) {
+                    runLength = 0;
+                    continue;
+                }
+                if (runLength++ == 0)
+                    runStart = seq;
+                if (runLength > bestLength) {
+                    bestLength = runLength;
+                    bestStart = runStart;
+                }
+            }
+        }
+        long long outageMs = static_cast<long long>(bestLength) * kPingInterval.count();
+        long long outageAt =
+            bestLength ? static_cast<long long>(msBetween(start, *s.pingSent[bestStart])) : -1;
         if (o.json)
-            std::snprintf(line, sizeof line, "{\"pings\":%zu,\"answered\":%zu,\"lost\":%zu,%s}",
-                          sent, rtts.size(), lost, stats.c_str());
+            std::snprintf(line, sizeof line,
+                          "{\"pings\":%zu,\"answered\":%zu,\"lost\":%zu,%s,"
+                          "\"longest_outage_ms\":%lld,\"longest_outage_at_ms\":%lld}",
+                          sent, rtts.size(), lost, stats.c_str(), outageMs, outageAt);
         else
-            std::snprintf(line, sizeof line, "ping: %zu sent, %zu answered, %zu lost%s", sent,
-                          rtts.size(), lost, statsText.c_str());
+            std::snprintf(line, sizeof line,
+                          "ping: %zu sent, %zu answered, %zu lost%s; longest outage %lld ms", sent,
+                          rtts.size(), lost, statsText.c_str(), outageMs);
         emitLine(stdout, line);
         if (rtts.empty()) {
             std::fprintf(stderr, "icepunch connect: no ping was answered\n");
