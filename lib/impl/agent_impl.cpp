@@ -1510,9 +1510,12 @@ void Agent::Impl::startRestart(StreamId user, std::string reason) {
         onAttemptFailed(user, *id, status.error().message);
         return;
     }
-    if (u->recovery.active()) {
+    {
+        // Recovering: a short attempt, then another. Otherwise (the app's or the peer's
+        // restart) the connect timeout; after it the current pair stays.
         stopTimer(u->attemptTimer);
-        auto timeout = u->recovery.config().attemptTimeout;
+        auto timeout = u->recovery.active() ? u->recovery.config().attemptTimeout
+                                            : config_.connectTimeout;
         u->attemptTimer =
             startTimer(loop_->impl().context(), timeout, weak_from_this(),
                        [user, id = *id, timeout](Impl& impl) {

@@ -31,6 +31,7 @@ usage: lab.sh up <kindA> <kindB> [--prefix P] [--loss N]
        lab.sh up samenat [--prefix P] [--loss N]
        lab.sh verify [--prefix P] [--fast]   (--fast: mapping only, skips filtering)
        lab.sh down [--prefix P]
+       lab.sh restart-coturn [--prefix P]   (every allocation is lost, as in a server restart)
        lab.sh exec <a|b|srv|ra|rb|cg|pub> [--prefix P] -- cmd...
 kinds: full restricted port symmetric udpblock restricted2
 EOF
@@ -176,8 +177,8 @@ need_root() {
 }
 
 # ------------------------------------------------------------------- down
-do_down() {
-  local pid tmp ns
+stop_coturn() {  # SIGKILL the lab's coturn (ours: its command line names our tmpdir)
+  local pid tmp
   pid=$(st_get coturn_pid); tmp=$(st_get tmpdir)
   if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] &&
      tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "turnserver.*$tmp"; then
@@ -190,6 +191,12 @@ do_down() {
       sleep 0.01
     done
   fi
+}
+
+do_down() {
+  local tmp ns
+  tmp=$(st_get tmpdir)
+  stop_coturn
   for ns in $NODES; do
     if [ -e "/run/netns/$P-$ns" ]; then ip netns del "$P-$ns" 2>/dev/null || true; fi
   done
@@ -437,6 +444,12 @@ do_verify() {
 case $CMD in
   up) do_up ;;
   down) need_root; do_down ;;
+  restart-coturn)
+    need_root
+    [ -f "$STATE_DIR/state" ] || die "no lab with prefix '$P'"
+    stop_coturn
+    start_coturn "$(st_get tmpdir)"
+    echo "coturn restarted pid=$(st_get coturn_pid)" ;;
   verify) do_verify ;;
   exec)
     need_root
