@@ -1514,8 +1514,8 @@ void Agent::Impl::startRestart(StreamId user, std::string reason) {
         // Recovering: a short attempt, then another. Otherwise (the app's or the peer's
         // restart) the connect timeout; after it the current pair stays.
         stopTimer(u->attemptTimer);
-        auto timeout = u->recovery.active() ? u->recovery.config().attemptTimeout
-                                            : config_.connectTimeout;
+        auto timeout =
+            u->recovery.active() ? u->recovery.config().attemptTimeout : config_.connectTimeout;
         u->attemptTimer =
             startTimer(loop_->impl().context(), timeout, weak_from_this(),
                        [user, id = *id, timeout](Impl& impl) {
@@ -1683,6 +1683,12 @@ void Agent::Impl::onPathFailed(StreamId id, ComponentId c) {
     Stream* stream = findStream(id);
     UserStream* u = findUser(stream->user);
     auto action = u->liveness[c - 1].consentTimeout(Clock::now());
+    impl::log(LogLevel::Info, "stream " + std::to_string(stream->user) + " component " +
+                                  std::to_string(c) +
+                                  ": no consent answer for 10 s (libnice's limit), " +
+                                  (action == impl::Liveness::ConsentAction::Rearm
+                                       ? "re-armed: RFC 7675 allows 30 s"
+                                       : "and none for 30 s: consent expired"));
     NiceCandidate* local = nullptr;
     NiceCandidate* remote = nullptr;
     if (action == impl::Liveness::ConsentAction::Rearm &&
@@ -1790,11 +1796,12 @@ void Agent::Impl::setUserState(StreamId id, ComponentId c, ComponentState state)
     });
 }
 
-void Agent::Impl::startLivenessTimer() {
+void Agent::Impl::startLivenessTimer(std::optional<std::chrono::milliseconds> after) {
     if (livenessTimer_ || !agent_) {
         return;
     }
-    auto period = std::max(std::chrono::milliseconds(100), config_.disconnectedTimeout / 4);
+    auto period =
+        after.value_or(std::max(std::chrono::milliseconds(100), config_.disconnectedTimeout / 4));
     livenessTimer_ = startTimer(loop_->impl().context(), period, weak_from_this(), [](Impl& impl) {
         g_source_unref(impl.livenessTimer_); // fired
         impl.livenessTimer_ = nullptr;
@@ -1805,6 +1812,7 @@ void Agent::Impl::startLivenessTimer() {
 void Agent::Impl::onLivenessTick() {
     auto now = Clock::now();
     bool watching = false;
+    auto next = std::max(std::chrono::milliseconds(100), config_.disconnectedTimeout / 4);
     for (auto& [user, u] : users_) {
         Stream* stream = findStream(u.active);
         if (!stream || stream->discarded) {
@@ -1834,10 +1842,15 @@ void Agent::Impl::onLivenessTick() {
             } else if (component.state == ComponentState::Disconnected && !component.pathLost) {
                 setUserState(u.active, c, ComponentState::Connected);
             }
+            if (auto due = live.silenceDue(); due && *due > now) {
+                // Silence reaches the limit then: look at that moment, not up to a tick later.
+                auto until = std::chrono::ceil<std::chrono::milliseconds>(*due - now);
+                next = std::min(next, std::max(std::chrono::milliseconds(10), until));
+            }
         }
     }
     if (watching) {
-        startLivenessTimer();
+        startLivenessTimer(next);
     }
 }
 

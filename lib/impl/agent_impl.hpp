@@ -134,7 +134,8 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     void failConnected(StreamId user, const std::string& message);
     void setUserState(StreamId id, ComponentId component, ComponentState state);
     void onLivenessTick();
-    void startLivenessTimer();
+    // Next tick after `after`, or the default period (a quarter of disconnectedTimeout).
+    void startLivenessTimer(std::optional<std::chrono::milliseconds> after = std::nullopt);
     std::string refreshLocalAddresses();
     void onPendingState(StreamId id, ComponentId component, NiceComponentState state);
     void maybePromote(StreamId id);

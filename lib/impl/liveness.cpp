@@ -48,6 +48,13 @@ Liveness::ConsentAction Liveness::consentTimeout(TimePoint now) {
     return ConsentAction::Rearm;
 }
 
+std::optional<Liveness::TimePoint> Liveness::silenceDue() const {
+    if (!lastReceived_) {
+        return std::nullopt;
+    }
+    return *lastReceived_ + config_.disconnectedAfter;
+}
+
 Liveness::Verdict Liveness::evaluate(TimePoint now) {
     if (!started_) {
         return {};

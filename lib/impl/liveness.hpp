@@ -53,6 +53,9 @@ public:
     // Where things stand now (also settles consent: a quiet window after a re-arm).
     Verdict evaluate(TimePoint now);
 
+    // When the traffic rule could next find the component disconnected (the peer heard last at
+    // T, we send: T + disconnectedAfter), so that it is checked then and not a tick later.
+    std::optional<TimePoint> silenceDue() const;
     // The last time consent is known to have been fresh.
     TimePoint consentFreshAt() const { return consentFresh_; }
     unsigned consentMisses() const { return misses_; }
