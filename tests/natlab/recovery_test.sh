@@ -5,7 +5,9 @@
 # usage: recovery_test.sh <icepunch binary> <lab.sh> [results.md]
 # Env: ICEPUNCH_RECOVERY_CALL_S (length of the loss calls, default 180),
 #      ICEPUNCH_RECOVERY_CASES (comma-separated case names, default all),
-#      ICEPUNCH_RECOVERY_REPEAT (runs of each event case, default 1; bench/ uses 10).
+#      ICEPUNCH_RECOVERY_REPEAT (runs of each event case, default 1; bench/ uses 10),
+#      ICEPUNCH_RECOVERY_EXTRA (more connect options for both sides: the baseline of
+#      bench/recovery passes --no-restart).
 # Pass/fail per case: both processes exit 0 (no "connection lost"), the call is alive at the end
 # (the pings of its last seconds are answered), and under loss the answered share is at least
 # 3/4 of what the loss lets through ((1 - loss)^4: four lossy router crossings per round trip).
@@ -142,7 +144,8 @@ def run_case(case, prefix, run_no):
         pings = call_s * 1000 // PING_MS
         common = ["--stun", f"stun:{stun}", "--user", ready["turn_user"], "--pass",
                   ready["turn_pass"], "--turn", f"turn:{turn}", "--turn",
-                  f"turn:{turn}?transport=tcp", "--json", "--timeout", str(call_s + 45)]
+                  f"turn:{turn}?transport=tcp", "--json", "--timeout", str(call_s + 45),
+                  *os.environ.get("ICEPUNCH_RECOVERY_EXTRA", "").split()]  # bench: --no-restart
         fa, fb = os.path.join(d, "a.desc"), os.path.join(d, "b.desc")
         ea, eb = open(os.path.join(d, "a.err"), "wb"), open(os.path.join(d, "b.err"), "wb")
         cmd_a = [lab, "exec", "a", "--prefix", prefix, "--", cli, "connect", "--role",

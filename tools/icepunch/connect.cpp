@@ -85,6 +85,8 @@ const char* const kHelp =
     "  --no-trickle        no trickle ICE: write the whole description once gathering is\n"
     "                      done (atomically) and announce no a=ice-options:trickle, as an\n"
     "                      offer/answer exchange without trickle (SIP) does\n"
+    "  --no-restart        no ICE restart of our own when the path is lost (a call then ends\n"
+    "                      once consent expires, 30 s); a peer's restart is still answered\n"
     "  --no-mdns           do not resolve the peer's <name>.local candidates with multicast\n"
     "                      DNS (RFC 6762); they are skipped\n"
     "  --interface X       gather on this interface name or local address only (repeatable;\n"
@@ -219,6 +221,7 @@ struct Options {
     double bench = 0;
     std::optional<double> timeout;
     bool noTrickle = false; // offer/answer as SIP does: the whole description once gathered
+    bool noRestart = false; // no automatic ICE restart (a peer's restart is still answered)
 };
 
 struct Session {
@@ -480,6 +483,10 @@ int parseOptions(ArgScanner& args, ServerOptions& servers, AgentConfig& config, 
             if (!args.flag())
                 return kExitUsage;
             config.resolveMdns = false;
+        } else if (args.is("--no-restart")) {
+            if (!args.flag())
+                return kExitUsage;
+            o.noRestart = true;
         } else if (args.is("--ice-tcp") || args.is("--tcp-only")) {
             if (!args.flag())
                 return kExitUsage;
@@ -506,7 +513,7 @@ int parseOptions(ArgScanner& args, ServerOptions& servers, AgentConfig& config, 
     config.role = o.role;
     // stdin/stdout carry the data once connected: there is no way to hand the peer a new
     // description, so no ICE restart either.
-    config.autoRestart = !o.stdio;
+    config.autoRestart = !o.stdio && !o.noRestart;
     config.policy = relayOnly ? CandidatePolicy::RelayOnly : CandidatePolicy::All;
     return kExitOk;
 }
