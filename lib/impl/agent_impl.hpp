@@ -45,7 +45,8 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     struct Component {
         ComponentState state = ComponentState::Disconnected;
         bool everConnected = false;
-        bool pathLost = false; // after connecting: the selected pair is gone or lost consent
+        bool pathLost = false;     // after connecting: the selected pair is gone or lost consent
+        bool checksPruned = false; // see pruneChecksOverTcpRelay
         std::optional<CandidatePair> pair;
         std::shared_ptr<Counters> counters = std::make_shared<Counters>();
     };
@@ -130,6 +131,7 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     void promote(StreamId user);
     void discardStream(StreamId id);
     void onPathFailed(StreamId id, ComponentId component);
+    void pruneChecksOverTcpRelay(StreamId id, ComponentId component);
     void onPathLost(StreamId id, ComponentId component, const std::string& reason);
     void failConnected(StreamId user, const std::string& message);
     void setUserState(StreamId id, ComponentId component, ComponentState state);

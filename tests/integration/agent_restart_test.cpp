@@ -154,7 +154,11 @@ TEST(AgentRestart, RestartBeforeGatheringIsRefused) {
 // A relayed call whose TURN server restarts: every allocation is gone and the relayed path goes
 // silent. Both sides notice (sending, hearing nothing), restart, allocate on the new server and
 // carry on, without the app doing anything but passing descriptions.
-TEST(AgentRestart, RelayedCallSurvivesATurnServerRestart) {
+// Over TURN/TCP the restart also closes the relay's connection under the selected pair: the
+// EOF path in which libnice 0.1.21 can abort (see pruneChecksOverTcpRelay).
+class TurnRestart : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TurnRestart, RelayedCallSurvivesATurnServerRestart) {
     CoturnOptions options;
     options.user = "u";
     options.password = "p";
@@ -162,7 +166,7 @@ TEST(AgentRestart, RelayedCallSurvivesATurnServerRestart) {
     ASSERT_TRUE(coturn) << coturn.error().message;
     auto server = [&] {
         TurnServer t;
-        t.uri = ServerUri::parse((*coturn)->uri("turn")).value();
+        t.uri = ServerUri::parse((*coturn)->uri("turn", GetParam())).value();
         t.username = "u";
         t.password = "p";
         return t;
@@ -201,10 +205,14 @@ TEST(AgentRestart, RelayedCallSurvivesATurnServerRestart) {
     EXPECT_FALSE(a.disconnects.empty()) << describe(a);
     EXPECT_TRUE(a.hasState(ComponentState::Disconnected)) << describe(a);
     EXPECT_NE(peers.a.agent->state(peers.a.stream, 1), ComponentState::Disconnected);
-    std::cout << "data flowed again "
+    EXPECT_EQ(a.pair->relayProtocol, GetParam());
+    std::cout << "over TURN/" << GetParam() << ": data flowed again "
               << std::chrono::duration_cast<std::chrono::milliseconds>(recovered).count()
               << " ms after the TURN server restarted; A: " << a.disconnects.front() << "\n";
 }
+
+INSTANTIATE_TEST_SUITE_P(Transports, TurnRestart, ::testing::Values("udp", "tcp"),
+                         [](const auto& info) { return info.param; });
 
 } // namespace
 } // namespace icepunch::test
