@@ -271,6 +271,13 @@ size_t Agent::Impl::stunProbedFrom() const {
     return turnUdp ? 0 : 1;
 }
 
+// A restart's gathering gets less time: its servers answered moments ago, and one that does not
+// answer now (a TURN server that is restarting) is better tried again soon than waited for.
+std::chrono::milliseconds Agent::Impl::gatherTimeoutOf(const Stream& stream) const {
+    return stream.pending ? std::min(config_.gatherTimeout, kRestartGatherTimeout)
+                          : config_.gatherTimeout;
+}
+
 Agent::Impl::Stream* Agent::Impl::findStream(StreamId id) {
     auto it = streams_.find(id);
     return it == streams_.end() ? nullptr : &it->second;
@@ -333,7 +340,7 @@ Status Agent::Impl::gatherStream(StreamId id) {
     }
     stream->gatherStarted = true;
     stream->gatherTimer =
-        startTimer(loop_->impl().context(), config_.gatherTimeout, weak_from_this(),
+        startTimer(loop_->impl().context(), gatherTimeoutOf(*stream), weak_from_this(),
                    [id](Impl& impl) { impl.onGatherTimeout(id); });
     // STUN servers beyond the first are not used by libnice: probe them for a status. With a
     // TURN/UDP server the srflx may come from its Allocate instead, so probe the first one too.
@@ -345,7 +352,7 @@ Status Agent::Impl::gatherStream(StreamId id) {
         if (slot.reported || slot.probing || (slot.isTurn && !slot.sharesServerWith)) {
             continue;
         }
-        probeServer(id, i, config_.gatherTimeout, "reachable");
+        probeServer(id, i, gatherTimeoutOf(*stream), "reachable");
     }
     return {};
 }
@@ -757,9 +764,9 @@ void Agent::Impl::onGatherTimeout(StreamId id) {
                 id, i,
                 {uri,
                  false,
-                 config_.gatherTimeout,
+                 gatherTimeoutOf(*stream),
                  0,
-                 "no answer from " + uri.toString() + " within " + ms(config_.gatherTimeout),
+                 "no answer from " + uri.toString() + " within " + ms(gatherTimeoutOf(*stream)),
                  {}});
         }
     }
@@ -820,8 +827,9 @@ void Agent::Impl::diagnoseServers(StreamId id) {
     bool haveSrflx =
         std::any_of(stream->localCandidates.begin(), stream->localCandidates.end(),
                     [](const Candidate& c) { return c.type == CandidateType::ServerReflexive; });
-    auto remaining = config_.gatherTimeout - std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                 Clock::now() - stream->gatherStart);
+    auto remaining =
+        gatherTimeoutOf(*stream) -
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - stream->gatherStart);
     for (size_t i = 0; i < stream->servers.size(); ++i) {
         if (!stream->servers[i].reported && !stream->servers[i].probing) {
             probeServer(id, i, std::max(remaining, std::chrono::milliseconds(500)),
@@ -1516,29 +1524,38 @@ void Agent::Impl::startRestart(StreamId user, std::string reason) {
         onAttemptFailed(user, *id, status.error().message);
         return;
     }
-    {
-        // Recovering: a short attempt, then another. Otherwise (the app's or the peer's
-        // restart) the connect timeout; after it the current pair stays.
-        stopTimer(u->attemptTimer);
-        auto timeout =
-            u->recovery.active() ? u->recovery.config().attemptTimeout : config_.connectTimeout;
-        u->attemptTimer =
-            startTimer(loop_->impl().context(), timeout, weak_from_this(),
-                       [user, id = *id, timeout](Impl& impl) {
-                           UserStream* us = impl.findUser(user);
-                           if (!us) {
-                               return;
-                           }
-                           g_source_unref(us->attemptTimer); // fired
-                           us->attemptTimer = nullptr;
-                           impl.onAttemptFailed(user, id, "no new pair within " + ms(timeout));
-                       });
-    }
+    armAttemptTimer(user, *id);
+}
+
+// Recovering: a short attempt, then another. Otherwise (the app's or the peer's restart) the
+// connect timeout; after it the current pair stays.
+void Agent::Impl::armAttemptTimer(StreamId user, StreamId id) {
+    UserStream* u = findUser(user);
+    stopTimer(u->attemptTimer);
+    auto timeout =
+        u->recovery.active() ? u->recovery.config().attemptTimeout : config_.connectTimeout;
+    u->attemptTimer = startTimer(
+        loop_->impl().context(), timeout, weak_from_this(), [user, id, timeout](Impl& impl) {
+            UserStream* us = impl.findUser(user);
+            if (!us) {
+                return;
+            }
+            g_source_unref(us->attemptTimer); // fired
+            us->attemptTimer = nullptr;
+            impl.onAttemptFailed(user, id, "no new pair within " + ms(timeout));
+        });
 }
 
 void Agent::Impl::beginRecovery(StreamId user, const std::string& reason) {
     UserStream* u = findUser(user);
     if (!config_.autoRestart || !u || !u->recovery.begin(Clock::now())) {
+        return;
+    }
+    if (u->pending) {
+        // A restart is under way already (the peer's, answered): that one is the recovery. A
+        // new one would throw away the session the peer is checking against.
+        u->reason = reason;
+        armAttemptTimer(user, u->pending);
         return;
     }
     startRestart(user, reason);
@@ -1724,6 +1741,13 @@ void Agent::Impl::pruneChecksOverTcpRelay(StreamId id, ComponentId c) {
 void Agent::Impl::onPathFailed(StreamId id, ComponentId c) {
     Stream* stream = findStream(id);
     UserStream* u = findUser(stream->user);
+    NiceCandidate* local = nullptr;
+    NiceCandidate* remote = nullptr;
+    if (!nice_agent_get_selected_pair(agent_, id, c, &local, &remote)) {
+        // libnice dropped the pair with its socket (a TCP connection closed): not consent.
+        onPathLost(id, c, "the selected pair is gone (its socket closed)");
+        return;
+    }
     auto action = u->liveness[c - 1].consentTimeout(Clock::now());
     impl::log(LogLevel::Info, "stream " + std::to_string(stream->user) + " component " +
                                   std::to_string(c) +
@@ -1731,10 +1755,7 @@ void Agent::Impl::onPathFailed(StreamId id, ComponentId c) {
                                   (action == impl::Liveness::ConsentAction::Rearm
                                        ? "re-armed: RFC 7675 allows 30 s"
                                        : "and none for 30 s: consent expired"));
-    NiceCandidate* local = nullptr;
-    NiceCandidate* remote = nullptr;
-    if (action == impl::Liveness::ConsentAction::Rearm &&
-        nice_agent_get_selected_pair(agent_, id, c, &local, &remote)) {
+    if (action == impl::Liveness::ConsentAction::Rearm) {
         // RFC 7675 gives the pair 30 s: re-arm it, which lets it send again and sends a consent
         // check at once. Outside libnice's signal emission.
         std::string lf = local->foundation;
@@ -1753,10 +1774,7 @@ void Agent::Impl::onPathFailed(StreamId id, ComponentId c) {
         g_source_unref(source);
         return;
     }
-    onPathLost(id, c,
-               action == impl::Liveness::ConsentAction::Expired
-                   ? "consent expired: no answer to consent checks for 30 s (RFC 7675)"
-                   : "the selected pair is gone (its socket closed)");
+    onPathLost(id, c, "consent expired: no answer to consent checks for 30 s (RFC 7675)");
 }
 
 void Agent::Impl::onPathLost(StreamId id, ComponentId c, const std::string& reason) {

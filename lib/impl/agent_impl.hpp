@@ -127,6 +127,7 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     StreamId userOf(StreamId id);
     void startRestart(StreamId user, std::string reason);
     void beginRecovery(StreamId user, const std::string& reason);
+    void armAttemptTimer(StreamId user, StreamId id);
     void onAttemptFailed(StreamId user, StreamId id, const std::string& reason);
     void promote(StreamId user);
     void discardStream(StreamId id);
@@ -188,6 +189,8 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     void updateIdleTimeout();
     void startConnectTimer(StreamId id);
     Stream* findStream(StreamId id);
+    std::chrono::milliseconds gatherTimeoutOf(const Stream& stream) const;
+    static constexpr std::chrono::milliseconds kRestartGatherTimeout{1500};
     // Index of the first STUN server whose status comes from a probe rather than a srflx.
     size_t stunProbedFrom() const;
 

@@ -332,7 +332,7 @@ TEST_F(Refresh, ShortPermissionLifetimesBelowTheRfcAreNotRefreshedByLibniceButTh
     options.extraArgs = {"--verbose"};
     auto coturn = startCoturn(options);
     ASSERT_TRUE(coturn);
-    auto outcome = runThrough(*coturn, std::chrono::milliseconds(kLifetime * 1600), 1000);
+    auto outcome = runThrough(*coturn, std::chrono::milliseconds(kLifetime * 2000), 1000);
     ASSERT_TRUE(outcome.firstLossAt) << "data kept flowing: libnice now refreshes permissions "
                                         "early; turn this into a no-loss test\n"
                                      << report_;
