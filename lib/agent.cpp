@@ -146,9 +146,15 @@ Status Agent::send(StreamId stream, ComponentId component, std::span<const std::
     // nice_agent_send is thread-safe (agent lock) and emits no signal for datagram agents, so
     // the data path skips the hop through the loop.
     // On the libnice stream that carries the app's stream (a restart moves it).
-    gint sent = nice_agent_send(impl_->agent_, counters->route.load(), component,
-                                static_cast<guint>(data.size()),
+    unsigned route = counters->route.load();
+    gint sent = nice_agent_send(impl_->agent_, route, component, static_cast<guint>(data.size()),
                                 reinterpret_cast<const gchar*>(data.data()));
+    if (sent < 0 && counters->route.load() != route) {
+        // A restart's session took over meanwhile and the old stream is gone: send on the new.
+        sent = nice_agent_send(impl_->agent_, counters->route.load(), component,
+                               static_cast<guint>(data.size()),
+                               reinterpret_cast<const gchar*>(data.data()));
+    }
     counters->lastSentNs.store(std::chrono::steady_clock::now().time_since_epoch().count(),
                                std::memory_order_relaxed);
     if (sent < 0) {

@@ -365,8 +365,8 @@ void Agent::Impl::reportServer(StreamId id, size_t slotIndex, ServerStatus statu
     ServerSlot& slot = stream->servers[slotIndex];
     slot.reported = true;
     slot.status = status;
-    emit([this, id = userOf(id), status] {
-        if (callbacks_.serverStatus) {
+    emit([this, id = userOf(id), status, described = isDescribed(id)] {
+        if (described && callbacks_.serverStatus) {
             callbacks_.serverStatus(id, status);
         }
     });
@@ -421,6 +421,11 @@ void Agent::Impl::failComponent(StreamId id, ComponentId c, Failure failure) {
         return;
     }
     Component& component = stream->components[c - 1];
+    if (UserStream* u = findUser(stream->user);
+        u && u->pending && !component.everConnected && component.state != ComponentState::Failed) {
+        component.heldFailure = std::move(failure); // the restart may still connect
+        return;
+    }
     if (component.state == ComponentState::Failed ||
         (failure.kind != FailureKind::NoCandidates && component.everConnected)) {
         return;
@@ -443,7 +448,7 @@ void Agent::Impl::failComponent(StreamId id, ComponentId c, Failure failure) {
 
 void Agent::Impl::onNewCandidate(NiceCandidate* nc) {
     Stream* stream = findStream(nc->stream_id);
-    if (!stream) {
+    if (!stream || stream->discarded) {
         return;
     }
     // Candidates found after gathering was declared done (a second network, a slow server) are
@@ -468,8 +473,10 @@ void Agent::Impl::onNewCandidate(NiceCandidate* nc) {
         stream->localCandidates.push_back(candidate);
     }
     StreamId id = nc->stream_id;
-    emit([this, id = userOf(id), candidate] {
-        if (callbacks_.localCandidate) {
+    // During a restart only the new session's candidates go to the peer: the old session's late
+    // ones (a peer-reflexive, a slow server) would land in the new description.
+    emit([this, id = userOf(id), candidate, described = isDescribed(id)] {
+        if (described && callbacks_.localCandidate) {
             callbacks_.localCandidate(id, candidate);
         }
     });
@@ -800,8 +807,8 @@ void Agent::Impl::finishGathering(StreamId id, bool timedOut) {
     }
     stopTimer(stream->udpSilenceTimer);
     diagnoseServers(id);
-    emit([this, id = userOf(id)] {
-        if (callbacks_.gatheringDone) {
+    emit([this, id = userOf(id), described = isDescribed(id)] {
+        if (described && callbacks_.gatheringDone) {
             callbacks_.gatheringDone(id);
         }
     });
@@ -1025,6 +1032,13 @@ void Agent::Impl::onStateChanged(StreamId id, ComponentId component, NiceCompone
         }
         return;
     }
+    if (UserStream* u = findUser(stream->user);
+        u && u->pending && mapped == ComponentState::Failed) {
+        // Restarted before it connected: this session's failure waits for the restart's.
+        c.heldFailure = Failure{FailureKind::ChecksFailed,
+                                "every candidate pair failed its checks" + serverSummary(id)};
+        return;
+    }
     // Before remote candidates arrive libnice reports gathering/connecting; keep those as they are.
     setComponentState(id, component, mapped);
     if (state == NICE_COMPONENT_STATE_READY) {
@@ -1091,6 +1105,7 @@ void Agent::Impl::onReceive(StreamId id, ComponentId componentId, const char* da
                 Component& shown = active->components[componentId - 1];
                 if (shown.state == ComponentState::Disconnected && !shown.pathLost) {
                     setUserState(u->active, componentId, ComponentState::Connected);
+                    endRecovery(stream->user);
                 }
             }
         }
@@ -1356,6 +1371,13 @@ Agent::Impl::Stream* Agent::Impl::findUserStream(StreamId user) {
     return u ? findStream(u->active) : nullptr;
 }
 
+// The libnice stream localDescription() describes: during a restart the new one.
+bool Agent::Impl::isDescribed(StreamId id) {
+    Stream* stream = findStream(id);
+    UserStream* u = stream ? findUser(stream->user) : nullptr;
+    return u && (u->pending ? u->pending : u->active) == id;
+}
+
 StreamId Agent::Impl::userOf(StreamId id) {
     Stream* stream = findStream(id);
     return stream ? stream->user : id;
@@ -1407,6 +1429,12 @@ Status Agent::Impl::setRemote(StreamId user, const SessionDescription& descripti
         target = u->active; // the same session again (more candidates, a re-read file)
     } else if (pending && (!pending->remoteSet || sameCredentials(*pending))) {
         target = u->pending; // the answer to our restart
+    } else if (pending) {
+        // Other credentials again while a restart is under way: the peer answered a restart of
+        // ours we have replaced since, or restarted once more. The session under way takes
+        // them (libnice replaces the remote credentials); restarting again here would answer
+        // the peer's previous session each time and never meet it.
+        target = u->pending;
     } else {
         // RFC 8445 section 9: other credentials are the peer's ICE restart; ours answers it.
         startRestart(user, "the peer restarted ICE (new ufrag " + description.ufrag + ")");
@@ -1524,7 +1552,9 @@ void Agent::Impl::startRestart(StreamId user, std::string reason) {
         onAttemptFailed(user, *id, status.error().message);
         return;
     }
-    armAttemptTimer(user, *id);
+    if (u->pending == *id) { // gathering can fail it at once (relay-only, no relay)
+        armAttemptTimer(user, *id);
+    }
 }
 
 // Recovering: a short attempt, then another. Otherwise (the app's or the peer's restart) the
@@ -1561,6 +1591,19 @@ void Agent::Impl::beginRecovery(StreamId user, const std::string& reason) {
     startRestart(user, reason);
 }
 
+void Agent::Impl::endRecovery(StreamId user) {
+    UserStream* u = findUser(user);
+    if (!u || !u->recovery.active()) {
+        return;
+    }
+    u->recovery.recovered();
+    if (u->pending) {
+        armAttemptTimer(user, u->pending); // now the connect timeout of an ordinary restart
+    } else {
+        stopTimer(u->attemptTimer); // a retry waiting out its backoff
+    }
+}
+
 void Agent::Impl::onAttemptFailed(StreamId user, StreamId id, const std::string& reason) {
     UserStream* u = findUser(user);
     if (!u || u->pending != id) {
@@ -1572,9 +1615,25 @@ void Agent::Impl::onAttemptFailed(StreamId user, StreamId id, const std::string&
         u->pending = 0;
     }
     stopTimer(u->attemptTimer);
+    Stream* active = findStream(u->active);
     if (!u->recovery.active()) {
         impl::log(LogLevel::Warning, "stream " + std::to_string(user) + ": ICE restart failed (" +
-                                         reason + "); the current pair stays");
+                                         reason + "); the current session stays");
+        // A restart before anything connected: the current session's own failure, held back
+        // while the restart could still connect, is final now.
+        for (ComponentId c = 1; active && c <= active->components.size(); ++c) {
+            if (auto held = std::exchange(active->components[c - 1].heldFailure, std::nullopt)) {
+                failComponent(u->active, c, *held);
+            }
+        }
+        return;
+    }
+    bool stillLost = false;
+    for (const auto& c : active ? active->components : std::vector<Component>{}) {
+        stillLost = stillLost || c.pathLost || c.state == ComponentState::Disconnected;
+    }
+    if (!stillLost) {
+        endRecovery(user); // the old path came back meanwhile
         return;
     }
     auto decision = u->recovery.attemptFailed(Clock::now());
@@ -1709,32 +1768,43 @@ void Agent::Impl::discardStream(StreamId id) {
 // Once checks are over (READY) on such a pair, re-selecting it makes libnice free the check
 // list (conn_check_prune_stream): nothing left to re-evaluate. A UDP path is never upgraded
 // to from there, but READY means no check was in progress anyway; recovery finds one.
-void Agent::Impl::pruneChecksOverTcpRelay(StreamId id, ComponentId c) {
+void Agent::Impl::pruneChecksOverTcpRelay(StreamId id, ComponentId) {
     Stream* stream = findStream(id);
-    Component& component = stream->components[c - 1];
-    bool overTcp = component.pair && (component.pair->local.transport == Transport::Tcp ||
-                                      component.pair->relayProtocol == "tcp" ||
-                                      component.pair->relayProtocol == "tls");
-    if (component.checksPruned || !overTcp) {
+    // Re-selecting frees the check list of the whole stream: not while a component checks.
+    bool allReady =
+        std::all_of(stream->components.begin(), stream->components.end(), [](const Component& c) {
+            return c.state == ComponentState::Completed && c.pair;
+        });
+    if (!allReady) {
         return;
     }
-    NiceCandidate* local = nullptr;
-    NiceCandidate* remote = nullptr;
-    if (!nice_agent_get_selected_pair(agent_, id, c, &local, &remote)) {
+    for (ComponentId c = 1; c <= stream->components.size(); ++c) {
+        Component& component = stream->components[c - 1];
+        bool overTcp = component.pair->local.transport == Transport::Tcp ||
+                       component.pair->relayProtocol == "tcp" ||
+                       component.pair->relayProtocol == "tls";
+        NiceCandidate* local = nullptr;
+        NiceCandidate* remote = nullptr;
+        if (component.checksPruned || !overTcp ||
+            !nice_agent_get_selected_pair(agent_, id, c, &local, &remote)) {
+            continue;
+        }
+        for (auto& other : stream->components) {
+            other.checksPruned = true; // one re-selection empties the stream's list
+        }
+        std::string lf = local->foundation;
+        std::string rf = remote->foundation;
+        GSource* source = startTimer(loop_->impl().context(), std::chrono::milliseconds(0),
+                                     weak_from_this(), [id, c, lf, rf](Impl& impl) {
+                                         Stream* s = impl.agent_ ? impl.findStream(id) : nullptr;
+                                         if (s && !s->discarded) {
+                                             nice_agent_set_selected_pair(impl.agent_, id, c,
+                                                                          lf.c_str(), rf.c_str());
+                                         }
+                                     });
+        g_source_unref(source);
         return;
     }
-    component.checksPruned = true;
-    std::string lf = local->foundation;
-    std::string rf = remote->foundation;
-    GSource* source =
-        startTimer(loop_->impl().context(), std::chrono::milliseconds(0), weak_from_this(),
-                   [id, c, lf, rf](Impl& impl) {
-                       Stream* s = impl.agent_ ? impl.findStream(id) : nullptr;
-                       if (s && !s->discarded) {
-                           nice_agent_set_selected_pair(impl.agent_, id, c, lf.c_str(), rf.c_str());
-                       }
-                   });
-    g_source_unref(source);
 }
 
 // libnice failed a connected component: 10 s without a consent answer, or its socket is gone.
@@ -1755,6 +1825,13 @@ void Agent::Impl::onPathFailed(StreamId id, ComponentId c) {
                                   (action == impl::Liveness::ConsentAction::Rearm
                                        ? "re-armed: RFC 7675 allows 30 s"
                                        : "and none for 30 s: consent expired"));
+    bool othersChecking = std::any_of(stream->components.begin(), stream->components.end(),
+                                      [](const Component& o) { return !o.everConnected; });
+    if (action == impl::Liveness::ConsentAction::Rearm && othersChecking) {
+        // Re-arming frees the whole stream's check list, which another component still needs.
+        onPathLost(id, c, "no consent answer for 10 s while another component is still checking");
+        return;
+    }
     if (action == impl::Liveness::ConsentAction::Rearm) {
         // RFC 7675 gives the pair 30 s: re-arm it, which lets it send again and sends a consent
         // check at once. Outside libnice's signal emission.
@@ -1901,6 +1978,7 @@ void Agent::Impl::onLivenessTick() {
                 beginRecovery(user, verdict.reason);
             } else if (component.state == ComponentState::Disconnected && !component.pathLost) {
                 setUserState(u.active, c, ComponentState::Connected);
+                endRecovery(user);
             }
             if (auto due = live.silenceDue(); due && *due > now) {
                 // Silence reaches the limit then: look at that moment, not up to a tick later.

@@ -47,6 +47,9 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
         bool everConnected = false;
         bool pathLost = false;     // after connecting: the selected pair is gone or lost consent
         bool checksPruned = false; // see pruneChecksOverTcpRelay
+        // Before the first connection, while a restart runs: this session's failure, reported
+        // only if the restart fails too.
+        std::optional<Failure> heldFailure;
         std::optional<CandidatePair> pair;
         std::shared_ptr<Counters> counters = std::make_shared<Counters>();
     };
@@ -125,6 +128,9 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     UserStream* findUser(StreamId user);
     Stream* findUserStream(StreamId user); // the active libnice stream (snapshot readers too)
     StreamId userOf(StreamId id);
+    bool isDescribed(StreamId id);
+    // Traffic came back while recovering: recovery ends, a restart under way may still finish.
+    void endRecovery(StreamId user);
     void startRestart(StreamId user, std::string reason);
     void beginRecovery(StreamId user, const std::string& reason);
     void armAttemptTimer(StreamId user, StreamId id);

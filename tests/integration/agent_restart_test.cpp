@@ -131,6 +131,43 @@ TEST(AgentRestart, RestartGivesNewCredentialsAndANewPairWhileDataFlows) {
     EXPECT_GE(stats.packetsSent, sent); // counted across both sessions
 }
 
+// Two restarts in a row: the peer's answer to the first lands on the second. Both sides must
+// meet on one session, not restart each other forever.
+TEST(AgentRestart, TwoRestartsInARowSettleOnOneSession) {
+    PeerPair peers(loopbackConfig(Role::Controlling), loopbackConfig(Role::Controlled));
+    peers.startTrickle();
+    ASSERT_TRUE(peers.waitConnected());
+    ASSERT_TRUE(peers.a.agent->restart(peers.a.stream));
+    ASSERT_TRUE(peers.a.agent->restart(peers.a.stream));
+    ASSERT_TRUE(peers.a.events->waitFor([&] { return peers.a.events->pairs.size() >= 2; }))
+        << describe(peers.a.events->snapshot());
+    ASSERT_TRUE(exchange(peers.a, peers.b, 50, 100));
+    ASSERT_TRUE(exchange(peers.b, peers.a, 50, 100));
+    // Settled: no restart goes on in the background.
+    auto a = peers.a.events->snapshot();
+    auto b = peers.b.events->snapshot();
+    EXPECT_FALSE(peers.a.events->waitFor(
+        [&] { return peers.a.events->restarts.size() > a.restarts.size(); }, 1s))
+        << describe(peers.a.events->snapshot());
+    EXPECT_LE(a.restarts.size(), 3u) << describe(a);
+    EXPECT_LE(b.restarts.size(), 3u) << describe(b);
+    EXPECT_TRUE(a.failures.empty()) << describe(a);
+    EXPECT_TRUE(b.failures.empty()) << describe(b);
+}
+
+// A restart before anything connected: the first session's failure is not the app's, the
+// restarted one connects.
+TEST(AgentRestart, RestartBeforeTheFirstConnectionConnects) {
+    PeerPair peers(loopbackConfig(Role::Controlling), loopbackConfig(Role::Controlled));
+    peers.startTrickle();
+    ASSERT_TRUE(peers.a.agent->restart(peers.a.stream));
+    ASSERT_TRUE(peers.waitConnected()) << describe(peers.a.events->snapshot());
+    ASSERT_TRUE(exchange(peers.a, peers.b, 20, 100));
+    auto a = peers.a.events->snapshot();
+    EXPECT_TRUE(a.failures.empty()) << describe(a);
+    EXPECT_FALSE(a.hasState(ComponentState::Failed)) << describe(a);
+}
+
 TEST(AgentRestart, ADescriptionWithTheSameCredentialsIsNotARestart) {
     PeerPair peers(loopbackConfig(Role::Controlling), loopbackConfig(Role::Controlled));
     peers.startTrickle();
