@@ -1524,11 +1524,7 @@ void Agent::Impl::startRestart(StreamId user, std::string reason) {
     if (!active) {
         return;
     }
-    if (u->pending) {
-        discardStream(u->pending);
-        std::lock_guard snapshot(snapshotMutex_);
-        u->pending = 0;
-    }
+    dropPending(*u);
     if (std::string change = refreshLocalAddresses(); !change.empty()) {
         reason += "; " + change;
     }
@@ -1609,11 +1605,7 @@ void Agent::Impl::onAttemptFailed(StreamId user, StreamId id, const std::string&
     if (!u || u->pending != id) {
         return;
     }
-    discardStream(id);
-    {
-        std::lock_guard snapshot(snapshotMutex_);
-        u->pending = 0;
-    }
+    dropPending(*u);
     stopTimer(u->attemptTimer);
     Stream* active = findStream(u->active);
     if (!u->recovery.active()) {
@@ -1748,19 +1740,54 @@ void Agent::Impl::discardStream(StreamId id) {
     stopTimer(stream->gatherTimer);
     stopTimer(stream->connectTimer);
     stopTimer(stream->udpSilenceTimer);
+    later([id](Impl& impl) {
+        nice_agent_remove_stream(impl.agent_, id);
+        {
+            std::lock_guard snapshot(impl.snapshotMutex_);
+            impl.streams_.erase(id);
+        }
+        impl.updateIdleTimeout();
+    });
+}
+
+// On the loop, once the current signal emission is over; not after teardown (which closes the
+// agent, streams and all).
+void Agent::Impl::later(std::function<void(Impl&)> fn) {
     GSource* source = startTimer(loop_->impl().context(), std::chrono::milliseconds(0),
-                                 weak_from_this(), [id](Impl& impl) {
-                                     if (!impl.agent_) {
-                                         return; // teardown closes the agent, streams and all
+                                 weak_from_this(), [fn = std::move(fn)](Impl& impl) {
+                                     if (impl.agent_) {
+                                         fn(impl);
                                      }
-                                     nice_agent_remove_stream(impl.agent_, id);
-                                     {
-                                         std::lock_guard snapshot(impl.snapshotMutex_);
-                                         impl.streams_.erase(id);
-                                     }
-                                     impl.updateIdleTimeout();
                                  });
     g_source_unref(source); // the context keeps it until it has run
+}
+
+// Selects the component's selected pair again, soon: libnice then frees the stream's check list,
+// allows sending again after a consent timeout and sends a consent check at once. False when
+// libnice has no selected pair any more.
+bool Agent::Impl::reselectLater(StreamId id, ComponentId c) {
+    NiceCandidate* local = nullptr;
+    NiceCandidate* remote = nullptr;
+    if (!nice_agent_get_selected_pair(agent_, id, c, &local, &remote)) {
+        return false;
+    }
+    later([id, c, lf = std::string(local->foundation),
+           rf = std::string(remote->foundation)](Impl& impl) {
+        Stream* s = impl.findStream(id);
+        if (s && !s->discarded &&
+            !nice_agent_set_selected_pair(impl.agent_, id, c, lf.c_str(), rf.c_str())) {
+            impl.onPathLost(id, c, "the selected pair is gone (its socket closed)");
+        }
+    });
+    return true;
+}
+
+void Agent::Impl::dropPending(UserStream& u) {
+    if (u.pending) {
+        discardStream(u.pending);
+        std::lock_guard snapshot(snapshotMutex_);
+        u.pending = 0;
+    }
 }
 
 // The same abort as at teardown can come mid-call: a TURN/TCP or TLS connection that closes
@@ -1783,26 +1810,12 @@ void Agent::Impl::pruneChecksOverTcpRelay(StreamId id, ComponentId) {
         bool overTcp = component.pair->local.transport == Transport::Tcp ||
                        component.pair->relayProtocol == "tcp" ||
                        component.pair->relayProtocol == "tls";
-        NiceCandidate* local = nullptr;
-        NiceCandidate* remote = nullptr;
-        if (component.checksPruned || !overTcp ||
-            !nice_agent_get_selected_pair(agent_, id, c, &local, &remote)) {
+        if (component.checksPruned || !overTcp || !reselectLater(id, c)) {
             continue;
         }
         for (auto& other : stream->components) {
             other.checksPruned = true; // one re-selection empties the stream's list
         }
-        std::string lf = local->foundation;
-        std::string rf = remote->foundation;
-        GSource* source = startTimer(loop_->impl().context(), std::chrono::milliseconds(0),
-                                     weak_from_this(), [id, c, lf, rf](Impl& impl) {
-                                         Stream* s = impl.agent_ ? impl.findStream(id) : nullptr;
-                                         if (s && !s->discarded) {
-                                             nice_agent_set_selected_pair(impl.agent_, id, c,
-                                                                          lf.c_str(), rf.c_str());
-                                         }
-                                     });
-        g_source_unref(source);
         return;
     }
 }
@@ -1833,22 +1846,7 @@ void Agent::Impl::onPathFailed(StreamId id, ComponentId c) {
         return;
     }
     if (action == impl::Liveness::ConsentAction::Rearm) {
-        // RFC 7675 gives the pair 30 s: re-arm it, which lets it send again and sends a consent
-        // check at once. Outside libnice's signal emission.
-        std::string lf = local->foundation;
-        std::string rf = remote->foundation;
-        GSource* source = startTimer(
-            loop_->impl().context(), std::chrono::milliseconds(0), weak_from_this(),
-            [id, c, lf, rf](Impl& impl) {
-                Stream* s = impl.agent_ ? impl.findStream(id) : nullptr;
-                if (!s || s->discarded) {
-                    return;
-                }
-                if (!nice_agent_set_selected_pair(impl.agent_, id, c, lf.c_str(), rf.c_str())) {
-                    impl.onPathLost(id, c, "the selected pair is gone (its socket closed)");
-                }
-            });
-        g_source_unref(source);
+        reselectLater(id, c); // RFC 7675 gives the pair 30 s: re-arm it
         return;
     }
     onPathLost(id, c, "consent expired: no answer to consent checks for 30 s (RFC 7675)");
@@ -1883,11 +1881,7 @@ void Agent::Impl::failConnected(StreamId user, const std::string& message) {
     if (!stream) {
         return;
     }
-    if (u->pending) {
-        discardStream(u->pending);
-        std::lock_guard snapshot(snapshotMutex_);
-        u->pending = 0;
-    }
+    dropPending(*u);
     stopTimer(u->attemptTimer);
     u->recovery.recovered();
     for (ComponentId c = 1; c <= stream->components.size(); ++c) {

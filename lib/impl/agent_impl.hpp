@@ -137,6 +137,9 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     void onAttemptFailed(StreamId user, StreamId id, const std::string& reason);
     void promote(StreamId user);
     void discardStream(StreamId id);
+    void dropPending(UserStream& u); // discards the restart under way, if any
+    void later(std::function<void(Impl&)> fn);
+    bool reselectLater(StreamId id, ComponentId component);
     void onPathFailed(StreamId id, ComponentId component);
     void pruneChecksOverTcpRelay(StreamId id, ComponentId component);
     void onPathLost(StreamId id, ComponentId component, const std::string& reason);
