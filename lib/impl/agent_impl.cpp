@@ -1168,6 +1168,7 @@ Status Agent::Impl::addRemoteCandidateTo(StreamId id, const Candidate& candidate
     if (candidate.transport == Transport::Udp && !config_.udp) {
         return Error{"UDP candidate, and UDP is off (AgentConfig::udp)"};
     }
+    stream->remoteCandidates.push_back(candidate);
     if (isMdnsName(candidate.address)) {
         if (!config_.resolveMdns) {
             return Error{"mDNS name " + candidate.address +
@@ -1524,6 +1525,17 @@ void Agent::Impl::startRestart(StreamId user, std::string reason) {
     if (!active) {
         return;
     }
+    // A restart replacing one under way keeps the peer's answer to it: the peer's new session
+    // takes our new credentials when they reach it (see setRemote) and answers nothing more.
+    std::optional<SessionDescription> answer;
+    if (Stream* replaced = u->pending ? findStream(u->pending) : nullptr;
+        replaced && replaced->remoteSet) {
+        answer = SessionDescription{};
+        answer->ufrag = replaced->remoteUfrag;
+        answer->pwd = replaced->remotePwd;
+        answer->candidates = replaced->remoteCandidates;
+        answer->endOfCandidates = replaced->remoteEnded;
+    }
     dropPending(*u);
     if (std::string change = refreshLocalAddresses(); !change.empty()) {
         reason += "; " + change;
@@ -1547,6 +1559,13 @@ void Agent::Impl::startRestart(StreamId user, std::string reason) {
     if (Status status = gatherStream(*id); !status) {
         onAttemptFailed(user, *id, status.error().message);
         return;
+    }
+    if (u->pending == *id && answer) {
+        if (Status status = setRemoteOf(*id, *answer); !status) {
+            impl::log(LogLevel::Warning,
+                      "ICE restart: the peer's answer to the replaced restart: " +
+                          status.error().message);
+        }
     }
     if (u->pending == *id) { // gathering can fail it at once (relay-only, no relay)
         armAttemptTimer(user, *id);

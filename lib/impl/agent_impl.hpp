@@ -76,7 +76,8 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
         bool pending = false;   // a restart's session, not yet carrying the app's stream
         bool discarded = false; // being removed: its late signals are ignored
         std::string remoteUfrag, remotePwd;
-        std::vector<Component> components; // index = component id - 1
+        std::vector<Candidate> remoteCandidates; // as the app gave them (a restart carries them)
+        std::vector<Component> components;       // index = component id - 1
         std::vector<Candidate> localCandidates;
         std::vector<ServerSlot> servers;
         bool gatherStarted = false;

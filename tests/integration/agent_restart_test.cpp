@@ -155,6 +155,34 @@ TEST(AgentRestart, TwoRestartsInARowSettleOnOneSession) {
     EXPECT_TRUE(b.failures.empty()) << describe(b);
 }
 
+// A second restart after the peer answered the first: the peer's new session answers nothing
+// more (it takes our newer credentials), so ours must keep the answer it already had.
+TEST(AgentRestart, ARestartAfterThePeerAnsweredTheFirstOneConnects) {
+    PeerPair peers(loopbackConfig(Role::Controlling), loopbackConfig(Role::Controlled));
+    peers.startTrickle();
+    ASSERT_TRUE(peers.waitConnected());
+    std::atomic<bool> again{false};
+    auto answer = peers.b.events->onRestarted;
+    Agent* a = peers.a.agent.get();
+    StreamId aStream = peers.a.stream;
+    peers.b.events->onRestarted = [&, answer, a, aStream](StreamId s, const std::string& why) {
+        answer(s, why); // our answer reached A; now A restarts once more
+        again = a->restart(aStream).ok();
+    };
+    ASSERT_TRUE(peers.a.agent->restart(peers.a.stream));
+    ASSERT_TRUE(peers.b.events->waitFor([&] { return !peers.b.events->restarts.empty(); }));
+    ASSERT_TRUE(peers.a.events->waitFor([&] { return peers.a.events->restarts.size() >= 2; }));
+    EXPECT_TRUE(again.load());
+    ASSERT_TRUE(peers.a.events->waitFor([&] { return peers.a.events->pairs.size() >= 2; }))
+        << describe(peers.a.events->snapshot());
+    ASSERT_TRUE(exchange(peers.a, peers.b, 50, 100));
+    ASSERT_TRUE(exchange(peers.b, peers.a, 50, 100));
+    EXPECT_EQ(peers.b.events->snapshot().restarts.size(), 1u)
+        << describe(peers.b.events->snapshot());
+    EXPECT_TRUE(peers.a.events->snapshot().failures.empty())
+        << describe(peers.a.events->snapshot());
+}
+
 // A restart before anything connected: the first session's failure is not the app's, the
 // restarted one connects.
 TEST(AgentRestart, RestartBeforeTheFirstConnectionConnects) {
