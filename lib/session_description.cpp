@@ -156,6 +156,29 @@ Result<SessionDescription> SessionDescription::parse(std::string_view text) {
                 continue;
             }
             sd.candidates.push_back(std::move(*candidate));
+        } else if (name == "fingerprint") {
+            // RFC 8122: one or more; one we cannot use (an unknown hash) spoils nothing.
+            auto fingerprint = Fingerprint::parse(value);
+            if (!fingerprint) {
+                skip(lineNumber, line, fingerprint.error().message);
+            } else if (sd.fingerprints.size() >= kMaxFingerprints) {
+                skip(lineNumber, line,
+                     "over the limit of " + std::to_string(kMaxFingerprints) + " fingerprints");
+            } else {
+                sd.fingerprints.push_back(std::move(*fingerprint));
+            }
+        } else if (name == "setup") {
+            auto setup = parseDtlsSetup(value);
+            if (!setup) {
+                skip(lineNumber, line,
+                     "setup " + quote(value) + " is not a DTLS role (actpass, active, passive)");
+            } else if (sd.setup && *sd.setup != *setup) {
+                skip(lineNumber, line,
+                     "a second, different a=setup (the first one, " +
+                         std::string(icepunch::toString(*sd.setup)) + ", is used)");
+            } else {
+                sd.setup = setup;
+            }
         } else if (name == "end-of-candidates") {
             if (hasValue) {
                 return failAt(lineNumber, "end-of-candidates takes no value, got " + quote(value));
@@ -186,6 +209,12 @@ std::string SessionDescription::toString() const {
             out += (i == 0 ? "" : " ") + options[i];
         }
         out += "\r\n";
+    }
+    for (const Fingerprint& fingerprint : fingerprints) {
+        out += "a=fingerprint:" + fingerprint.toString() + "\r\n";
+    }
+    if (setup) {
+        out += "a=setup:" + std::string(icepunch::toString(*setup)) + "\r\n";
     }
     for (const Candidate& candidate : candidates) {
         out += "a=" + candidate.toString() + "\r\n";

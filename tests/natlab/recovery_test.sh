@@ -313,6 +313,9 @@ with open(out, "w") as f:
 print(text)
 failed = [c["name"] for c in results if not c["ok"]]
 if failed:
+    for c in results:
+        if not c["ok"]:
+            print(f"natlab recovery: {c['name']} (run {c['run']}) failed: " + "; ".join(c["why"]))
     print("natlab recovery: FAILED: " + ", ".join(failed))
     sys.exit(1)
 print(f"natlab recovery: {len(results)} case runs passed")

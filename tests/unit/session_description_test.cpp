@@ -42,7 +42,8 @@ TEST(SessionDescriptionTest, ChromeOfferMediaSection) {
                       "a=ice-ufrag:EsAw\r\n"
                       "a=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\n"
                       "a=ice-options:trickle\r\n"
-                      "a=fingerprint:sha-256 7B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35\r\n"
+                      "a=fingerprint:sha-256 7B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:"
+                      "81:8F:C1:A8:69:1A:6F:03:D6:E2:1B:9E:6A:1C:60:2B\r\n"
                       "a=setup:actpass\r\n"
                       "a=mid:0\r\n"
                       "a=sctp-port:5000\r\n";
@@ -55,6 +56,9 @@ TEST(SessionDescriptionTest, ChromeOfferMediaSection) {
     EXPECT_EQ(sd.candidates[1].type, CandidateType::ServerReflexive);
     EXPECT_EQ(sd.candidates[2].tcpType, TcpType::Active);
     EXPECT_FALSE(sd.endOfCandidates);
+    ASSERT_EQ(sd.fingerprints.size(), 1u);
+    EXPECT_EQ(sd.setup, DtlsSetup::ActPass);
+    EXPECT_TRUE(sd.skipped.empty());
     expectRoundTrip(sd);
 }
 
@@ -266,6 +270,72 @@ TEST(SessionDescriptionLimits, ABrowserMdnsHostCandidateParsesAndKeepsItsName) {
     ASSERT_EQ(result->candidates.size(), 2u);
     EXPECT_EQ(result->candidates[0].address, "4f4d7b2a-6e1a-4c4e-9d1b-0a5b6c7d8e9f.local");
     EXPECT_TRUE(result->skipped.empty());
+}
+
+constexpr const char* kSha256 =
+    "sha-256 D1:2C:BE:AD:C4:F6:64:5C:25:16:11:9C:AF:E7:0F:73:79:36:4E:9C:1E:15:54:39:0C:06:8B:"
+    "ED:96:86:00:39";
+
+TEST(SessionDescriptionDtls, FingerprintAndSetupAsBrowsersWriteThem) {
+    auto result = SessionDescription::parse(kCreds + "a=fingerprint:" + kSha256 +
+                                            "\r\na=setup:actpass\r\n" + kHost);
+    ASSERT_TRUE(result.ok()) << result.error().message;
+    ASSERT_EQ(result->fingerprints.size(), 1u);
+    EXPECT_EQ(result->fingerprints[0].algorithm, "sha-256");
+    EXPECT_EQ(result->fingerprints[0].value.substr(0, 8), "D1:2C:BE");
+    EXPECT_EQ(result->setup, DtlsSetup::ActPass);
+    // Round trip through text.
+    auto again = SessionDescription::parse(result->toString());
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(*again, *result);
+    EXPECT_THAT(result->toString(), HasSubstr(std::string("a=fingerprint:") + kSha256 + "\r\n"));
+}
+
+TEST(SessionDescriptionDtls, LowerCaseHexAndUpperCaseHashAreNormalised) {
+    auto fp =
+        Fingerprint::parse("SHA-1 4a:ad:b9:b1:3f:82:18:3b:54:02:12:df:3e:5d:49:6b:19:e5:7c:ab");
+    ASSERT_TRUE(fp.ok()) << fp.error().message;
+    EXPECT_EQ(fp->algorithm, "sha-1");
+    EXPECT_EQ(fp->value, "4A:AD:B9:B1:3F:82:18:3B:54:02:12:DF:3E:5D:49:6B:19:E5:7C:AB");
+}
+
+TEST(SessionDescriptionDtls, MalformedFingerprintsAreSkippedWithTheirReason) {
+    for (const char* bad : {"sha-256", "md5 AB:CD", "sha-256 AB:CD", "sha-256 ZZ",
+                            "sha-256 D1-2C-BE-AD-C4-F6-64-5C-25-16-11-9C-AF-E7-0F-73-79-36-4E-9C-"
+                            "1E-15-54-39-0C-06-8B-ED-96-86-00-39",
+                            "sha-256 D1:2C:BE:AD:C4:F6:64:5C:25:16:11:9C:AF:E7:0F:73:79:36:4E:9C:"
+                            "1E:15:54:39:0C:06:8B:ED:96:86:00:39 extra"}) {
+        auto result = SessionDescription::parse(kCreds + "a=fingerprint:" + bad + "\r\n" +
+                                                "a=fingerprint:" + kSha256 + "\r\n" + kHost);
+        ASSERT_TRUE(result.ok()) << bad << ": " << result.error().message;
+        EXPECT_EQ(result->fingerprints.size(), 1u) << bad;
+        ASSERT_EQ(result->skipped.size(), 1u) << bad;
+        EXPECT_THAT(result->skipped[0].reason, HasSubstr("fingerprint")) << bad;
+    }
+}
+
+TEST(SessionDescriptionDtls, UnknownOrConflictingSetupIsSkipped) {
+    auto result = SessionDescription::parse(kCreds +
+                                            "a=setup:holdconn\r\na=setup:active\r\n"
+                                            "a=setup:passive\r\n" +
+                                            kHost);
+    ASSERT_TRUE(result.ok()) << result.error().message;
+    EXPECT_EQ(result->setup, DtlsSetup::Active);
+    ASSERT_EQ(result->skipped.size(), 2u);
+    EXPECT_THAT(result->skipped[0].reason, HasSubstr("not a DTLS role"));
+    EXPECT_THAT(result->skipped[1].reason, HasSubstr("second, different"));
+}
+
+TEST(SessionDescriptionDtls, FirstBytesAreClassifiedPerRfc7983) {
+    EXPECT_EQ(classifyPacket(std::byte{0}), PacketKind::Stun);
+    EXPECT_EQ(classifyPacket(std::byte{3}), PacketKind::Stun);
+    EXPECT_EQ(classifyPacket(std::byte{20}), PacketKind::Dtls);
+    EXPECT_EQ(classifyPacket(std::byte{63}), PacketKind::Dtls);
+    EXPECT_EQ(classifyPacket(std::byte{64}), PacketKind::Other); // TURN channel
+    EXPECT_EQ(classifyPacket(std::byte{128}), PacketKind::Rtp);
+    EXPECT_EQ(classifyPacket(std::byte{191}), PacketKind::Rtp);
+    EXPECT_EQ(classifyPacket(std::byte{192}), PacketKind::Other);
+    EXPECT_EQ(classifyPacket(std::byte{17}), PacketKind::Other); // ZRTP
 }
 
 } // namespace

@@ -3,8 +3,10 @@
 #include <icepunch/candidate.hpp>
 #include <icepunch/export.hpp>
 #include <icepunch/result.hpp>
+#include <icepunch/security.hpp>
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,6 +18,7 @@ namespace icepunch {
 inline constexpr std::size_t kMaxDescriptionBytes = 256 * 1024;
 inline constexpr std::size_t kMaxDescriptionLineLength = 4096;
 inline constexpr std::size_t kMaxRemoteCandidates = 1000;
+inline constexpr std::size_t kMaxFingerprints = 8;
 
 // A line of a description that is not used, and why. RFC 8839 asks to ignore what one does not
 // understand, so an unusable candidate never spoils the rest of the description.
@@ -34,6 +37,10 @@ struct ICEPUNCH_EXPORT SessionDescription {
     std::vector<std::string> options; // a=ice-options tokens, e.g. "trickle"
     std::vector<Candidate> candidates;
     bool endOfCandidates = false; // a=end-of-candidates seen
+    // DTLS (RFC 8122, RFC 8842): the certificate's fingerprints and the DTLS role. An agent
+    // with AgentConfig::security on fills them in; the peer's must be there for it to connect.
+    std::vector<Fingerprint> fingerprints;
+    std::optional<DtlsSetup> setup;
     // Candidate lines that were malformed, over a limit or after a=end-of-candidates: not used.
     std::vector<SkippedLine> skipped;
 
