@@ -143,30 +143,32 @@ Status Agent::send(StreamId stream, ComponentId component, std::span<const std::
                          std::to_string(component),
                      ErrorCode::NoSuchStream};
     }
-    // nice_agent_send is thread-safe (agent lock) and emits no signal for datagram agents, so
-    // the data path skips the hop through the loop.
-    // On the libnice stream that carries the app's stream (a restart moves it).
-    unsigned route = counters->route.load();
-    gint sent = nice_agent_send(impl_->agent_, route, component, static_cast<guint>(data.size()),
-                                reinterpret_cast<const gchar*>(data.data()));
-    if (sent < 0 && counters->route.load() != route) {
-        // A restart's session took over meanwhile and the old stream is gone: send on the new.
-        sent = nice_agent_send(impl_->agent_, counters->route.load(), component,
-                               static_cast<guint>(data.size()),
-                               reinterpret_cast<const gchar*>(data.data()));
+    if (counters->secure) {
+        return impl_->sendSecure(*counters, component, data);
     }
-    counters->lastSentNs.store(std::chrono::steady_clock::now().time_since_epoch().count(),
-                               std::memory_order_relaxed);
-    if (sent < 0) {
-        if (state(stream, component) == ComponentState::Failed) {
-            return Error{"connection lost: the path failed (consent lost or checks failed)",
-                         ErrorCode::ConsentLost};
-        }
-        return Error{"not connected: no selected pair to send on", ErrorCode::NotConnected};
+    return impl_->sendRaw(stream, *counters, component, data);
+}
+
+Status Agent::sendMedia(StreamId stream, ComponentId component, std::span<const std::byte> packet) {
+    if (packet.empty() || classifyPacket(packet[0]) != PacketKind::Rtp) {
+        return Error{"not RTP or RTCP: the first byte must be 128..191 (RFC 7983)",
+                     ErrorCode::InvalidArgument};
     }
-    counters->bytesSent += static_cast<uint64_t>(sent);
-    counters->packetsSent += 1;
-    return {};
+    if (packet.size() > kMaxDatagramSize) {
+        return Error{"packet of " + std::to_string(packet.size()) + " bytes is over the limit of " +
+                         std::to_string(kMaxDatagramSize) + " (kMaxDatagramSize)",
+                     ErrorCode::TooLarge};
+    }
+    auto counters = impl_->counters(stream, component);
+    if (!counters) {
+        return Error{"no stream " + std::to_string(stream) + " component " +
+                         std::to_string(component),
+                     ErrorCode::NoSuchStream};
+    }
+    if (counters->secure && !counters->secure->connected) {
+        return impl_->notSecure(*counters);
+    }
+    return impl_->sendRaw(stream, *counters, component, packet);
 }
 
 Status Agent::send(StreamId stream, ComponentId component, std::string_view data) {
@@ -206,6 +208,89 @@ Result<PairStats> Agent::stats(StreamId stream, ComponentId component) const {
 
 Role Agent::role() const {
     return impl_->config_.role;
+}
+
+} // namespace icepunch
+
+namespace icepunch {
+
+// On the libnice stream that carries the app's stream (a restart moves it). nice_agent_send is
+// thread-safe (agent lock) and emits no signal for datagram agents, so the data path skips the
+// hop through the loop.
+int Agent::Impl::sendOnRoute(Counters& counters, ComponentId component,
+                             std::span<const std::byte> data) {
+    unsigned route = counters.route.load();
+    gint sent = nice_agent_send(agent_, route, component, static_cast<guint>(data.size()),
+                                reinterpret_cast<const gchar*>(data.data()));
+    if (sent < 0 && counters.route.load() != route) {
+        // A restart's session took over meanwhile and the old stream is gone: send on the new.
+        sent = nice_agent_send(agent_, counters.route.load(), component,
+                               static_cast<guint>(data.size()),
+                               reinterpret_cast<const gchar*>(data.data()));
+    }
+    counters.lastSentNs.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                              std::memory_order_relaxed);
+    return sent;
+}
+
+Status Agent::Impl::sendRaw(StreamId stream, Counters& counters, ComponentId component,
+                            std::span<const std::byte> data) {
+    int sent = sendOnRoute(counters, component, data);
+    if (sent < 0) {
+        bool failed = false;
+        {
+            std::lock_guard lock(snapshotMutex_);
+            auto* s = findUserStream(stream);
+            failed = s && component >= 1 && component <= s->components.size() &&
+                     s->components[component - 1].state == ComponentState::Failed;
+        }
+        if (failed) {
+            return Error{"connection lost: the path failed (consent lost or checks failed)",
+                         ErrorCode::ConsentLost};
+        }
+        return Error{"not connected: no selected pair to send on", ErrorCode::NotConnected};
+    }
+    counters.bytesSent += static_cast<uint64_t>(sent);
+    counters.packetsSent += 1;
+    return {};
+}
+
+Status Agent::Impl::notSecure(Counters& counters) {
+    std::lock_guard lock(counters.secure->mutex);
+    if (!counters.secure->failure.empty()) {
+        return Error{"no secure session: " + counters.secure->failure, ErrorCode::NotSecure};
+    }
+    return Error{"the DTLS handshake is not done yet (wait for Callbacks::secureConnected)",
+                 ErrorCode::NotSecure};
+}
+
+// One datagram, one record. Encrypted under the session's lock, sent outside it.
+Status Agent::Impl::sendSecure(Counters& counters, ComponentId component,
+                               std::span<const std::byte> data) {
+    Secure& secure = *counters.secure;
+    if (!secure.connected) {
+        return notSecure(counters);
+    }
+    impl::DtlsTransport::Output out;
+    {
+        std::lock_guard lock(secure.mutex);
+        if (!secure.transport) {
+            return Error{"no secure session: " + secure.failure, ErrorCode::NotSecure};
+        }
+        if (Status status = secure.transport->write(data, out); !status) {
+            return status;
+        }
+    }
+    int sent = -1;
+    for (const auto& record : out.send) {
+        sent = std::max(sent, sendOnRoute(counters, component, record));
+    }
+    if (sent < 0) {
+        return Error{"not connected: no selected pair to send on", ErrorCode::NotConnected};
+    }
+    counters.bytesSent += data.size();
+    counters.packetsSent += 1;
+    return {};
 }
 
 } // namespace icepunch

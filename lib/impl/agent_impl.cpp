@@ -137,6 +137,18 @@ Status Agent::Impl::init() {
                      std::to_string(config_.portMax) + ")"};
     }
 
+    if (config_.security.enabled) {
+        const auto& sec = config_.security;
+        auto certificate =
+            sec.certificatePem.empty() && sec.privateKeyPem.empty()
+                ? impl::DtlsCertificate::generate()
+                : impl::DtlsCertificate::fromPem(sec.certificatePem, sec.privateKeyPem);
+        if (!certificate) {
+            return certificate.error();
+        }
+        certificate_ = std::move(*certificate);
+    }
+
     impl::installLibniceLogHandlers();
     for (const auto& turn : config_.turnServers) {
         addSecret(turn.password);
@@ -242,6 +254,9 @@ Result<StreamId> Agent::Impl::addNiceStream(unsigned components, StreamId user) 
         if (!shared) {
             shared = stream.components[c - 1].counters;
             shared->route = id;
+            if (config_.security.enabled) {
+                shared->secure = std::make_shared<Counters::Secure>();
+            }
         }
         if (stream.components[c - 1].counters != shared) {
             stream.components[c - 1].counters = shared;
@@ -953,6 +968,12 @@ void Agent::Impl::setComponentState(StreamId id, ComponentId componentId, Compon
         std::lock_guard snapshot(snapshotMutex_);
         component.state = state;
     }
+    if (config_.security.enabled && state == ComponentState::Connected) {
+        // Not inside libnice's signal: the handshake's first flight goes out through it.
+        later([user = stream->user, componentId](Impl& impl) {
+            impl.startSecure(user, componentId);
+        });
+    }
     if (state == ComponentState::Connected && !component.everConnected) {
         component.everConnected = true;
         if (UserStream* u = findUser(stream->user)) {
@@ -1110,6 +1131,21 @@ void Agent::Impl::onReceive(StreamId id, ComponentId componentId, const char* da
             }
         }
     }
+    if (counters.secure) {
+        // RFC 7983. libnice keeps STUN; DTLS goes to the component's session; RTP/RTCP to the
+        // app as it came, once secure; anything else is no one's.
+        auto bytes = std::span(reinterpret_cast<const std::byte*>(data), size);
+        PacketKind kind = size ? classifyPacket(bytes[0]) : PacketKind::Other;
+        if (kind == PacketKind::Dtls) {
+            onSecureRecord(stream->user, componentId, bytes);
+        } else if (kind == PacketKind::Rtp && counters.secure->connected &&
+                   callbacks_.receivedMedia &&
+                   !enqueue(
+                       Datagram{stream->user, componentId, {bytes.begin(), bytes.end()}, true})) {
+            counters.packetsDropped += 1;
+        }
+        return;
+    }
     if (!callbacks_.received) {
         return;
     }
@@ -1150,6 +1186,10 @@ Result<SessionDescription> Agent::Impl::localDescriptionOf(StreamId id) {
     }
     description.candidates = stream->localCandidates;
     description.endOfCandidates = stream->gatheringDone;
+    if (certificate_) {
+        description.fingerprints = {certificate_->fingerprint()};
+        description.setup = config_.security.setup;
+    }
     return description;
 }
 
@@ -1418,6 +1458,21 @@ Status Agent::Impl::setRemote(StreamId user, const SessionDescription& descripti
     Stream* active = u ? findStream(u->active) : nullptr;
     if (!active) {
         return noStream(user);
+    }
+    if (config_.security.enabled && !description.fingerprints.empty()) {
+        if (!u->remoteFingerprints.empty() && u->remoteFingerprints != description.fingerprints) {
+            // RFC 8842: another certificate needs another DTLS association; this one ends.
+            for (ComponentId c = 1; c <= active->components.size(); ++c) {
+                failSecure(user, c,
+                           "the peer's description changed its certificate fingerprint (to " +
+                               description.fingerprints.front().toString() +
+                               ") during the session");
+            }
+        }
+        u->remoteFingerprints = description.fingerprints;
+    }
+    if (description.setup) {
+        u->remoteSetup = description.setup;
     }
     auto sameCredentials = [&](const Stream& s) {
         return s.remoteUfrag == description.ufrag && s.remotePwd == description.pwd;
@@ -2026,6 +2081,24 @@ void Agent::Impl::teardown() {
     }
     g_signal_handlers_disconnect_by_data(agent_, this);
     stopTimer(livenessTimer_);
+    {
+        std::lock_guard lock(countersMutex_);
+        for (auto& [key, counters] : counters_) {
+            if (!counters->secure) {
+                continue;
+            }
+            impl::DtlsTransport::Output out;
+            {
+                std::lock_guard secureLock(counters->secure->mutex);
+                if (counters->secure->transport) {
+                    counters->secure->transport->close(out); // close_notify
+                }
+                counters->secure->connected = false;
+            }
+            stopTimer(counters->secure->timer);
+            sendRecords(*counters, key.second, out.send);
+        }
+    }
     for (auto& [user, u] : users_) {
         stopTimer(u.attemptTimer);
     }
@@ -2129,12 +2202,222 @@ void Agent::Impl::drain() {
                 return; // drainScheduled_ stays set: nothing is delivered any more
             }
             if (auto* datagram = std::get_if<Datagram>(&event)) {
-                callbacks_.received(datagram->stream, datagram->component,
-                                    std::span<const std::byte>(datagram->data));
+                auto& deliver = datagram->media ? callbacks_.receivedMedia : callbacks_.received;
+                if (deliver) {
+                    deliver(datagram->stream, datagram->component,
+                            std::span<const std::byte>(datagram->data));
+                }
             } else {
                 std::get<std::function<void()>>(event)();
             }
         }
+    }
+}
+
+// ------------------------------------------------------------------------------------ DTLS
+
+bool Agent::Impl::ensureTransport(StreamId user, ComponentId c, Secure& secure) {
+    if (secure.transport) {
+        return true;
+    }
+    if (!secure.failure.empty()) {
+        return false;
+    }
+    UserStream* u = findUser(user);
+    if (!u) {
+        return false;
+    }
+    if (u->remoteFingerprints.empty()) {
+        secure.failure = "the peer's description has no usable a=fingerprint: security is on "
+                         "(AgentConfig::security), so nothing is sent to it";
+        return false;
+    }
+    // RFC 8842 roles; both actpass: the ICE-controlled side is the client (as it would be
+    // the answerer's choice in offer/answer, RFC 5763 section 5).
+    DtlsSetup local = config_.security.setup;
+    DtlsSetup remote = u->remoteSetup.value_or(DtlsSetup::ActPass);
+    bool client = false;
+    if (local == DtlsSetup::ActPass && remote == DtlsSetup::ActPass) {
+        gboolean controlling = FALSE;
+        g_object_get(agent_, "controlling-mode", &controlling, nullptr);
+        client = !controlling;
+    } else if (local == remote) {
+        secure.failure = std::string("both sides are DTLS ") + std::string(toString(local)) +
+                         " (a=setup): one must be the client, the other the server";
+        return false;
+    } else {
+        client = local == DtlsSetup::Active || remote == DtlsSetup::Passive;
+    }
+    impl::DtlsTransport::Config config;
+    config.client = client;
+    config.certificate = certificate_;
+    config.peerFingerprints = u->remoteFingerprints;
+    config.srtpProfiles = config_.security.srtpProfiles;
+    config.rto = config_.security.handshakeRto;
+    config.handshakeTimeout = config_.security.handshakeTimeout;
+    auto transport = impl::DtlsTransport::create(std::move(config));
+    if (!transport) {
+        secure.failure = transport.error().message;
+        return false;
+    }
+    secure.transport = std::move(*transport);
+    impl::log(LogLevel::Info, "stream " + std::to_string(user) + " component " + std::to_string(c) +
+                                  ": DTLS " + (client ? "client" : "server") + " (setup " +
+                                  std::string(toString(local)) + " vs the peer's " +
+                                  std::string(toString(remote)) + ")");
+    return true;
+}
+
+void Agent::Impl::startSecure(StreamId user, ComponentId c) {
+    auto counters = this->counters(user, c);
+    if (!counters || !counters->secure) {
+        return;
+    }
+    Secure& secure = *counters->secure;
+    impl::DtlsTransport::Output out;
+    {
+        std::lock_guard lock(secure.mutex);
+        if (!ensureTransport(user, c, secure)) {
+            // reported below
+        } else if (!secure.transport->started()) {
+            secure.transport->start(out);
+        }
+    }
+    afterSecure(user, c, secure, out);
+}
+
+void Agent::Impl::onSecureRecord(StreamId user, ComponentId c, std::span<const std::byte> data) {
+    auto counters = this->counters(user, c);
+    if (!counters || !counters->secure) {
+        return;
+    }
+    Secure& secure = *counters->secure;
+    impl::DtlsTransport::Output out;
+    {
+        std::lock_guard lock(secure.mutex);
+        // A record can come before our own side saw the pair selected: the server takes the
+        // client's first flight at once rather than waiting for its retransmission.
+        if (ensureTransport(user, c, secure)) {
+            secure.transport->receive(data, out);
+        }
+    }
+    afterSecure(user, c, secure, out);
+}
+
+void Agent::Impl::afterSecure(StreamId user, ComponentId c, Secure& secure,
+                              impl::DtlsTransport::Output& out) {
+    auto counters = this->counters(user, c);
+    if (!counters) {
+        return;
+    }
+    sendRecords(*counters, c, out.send);
+    for (auto& datagram : out.received) {
+        if (callbacks_.received && !enqueue(Datagram{user, c, std::move(datagram)})) {
+            counters->packetsDropped += 1;
+        }
+    }
+    std::optional<SecureInfo> connected;
+    std::string ended;
+    {
+        std::lock_guard lock(secure.mutex);
+        auto state =
+            secure.transport ? secure.transport->state() : impl::DtlsTransport::State::Failed;
+        if (state == impl::DtlsTransport::State::Connected && !secure.reportedConnected) {
+            secure.reportedConnected = true;
+            secure.connected = true;
+            connected = secure.transport->info();
+        } else if ((state == impl::DtlsTransport::State::Failed ||
+                    state == impl::DtlsTransport::State::Closed) &&
+                   !secure.reportedEnd) {
+            if (secure.transport) {
+                secure.failure = secure.transport->error();
+            }
+            if (!secure.failure.empty()) {
+                secure.reportedEnd = true;
+                secure.connected = false;
+                ended = secure.failure;
+            }
+        }
+    }
+    if (connected) {
+        impl::log(LogLevel::Info, "stream " + std::to_string(user) + " component " +
+                                      std::to_string(c) + ": DTLS " + connected->version + " " +
+                                      connected->cipher + ", peer fingerprint verified");
+        emit([this, user, c, info = *connected] {
+            if (callbacks_.secureConnected) {
+                callbacks_.secureConnected(user, c, info);
+            }
+        });
+    }
+    if (!ended.empty()) {
+        impl::log(LogLevel::Warning, "stream " + std::to_string(user) + " component " +
+                                         std::to_string(c) + ": DTLS: " + ended);
+        emit([this, user, c, ended] {
+            if (callbacks_.secureFailed) {
+                callbacks_.secureFailed(user, c, ended);
+            }
+        });
+    }
+    armSecureTimer(user, c);
+}
+
+void Agent::Impl::failSecure(StreamId user, ComponentId c, const std::string& why) {
+    auto counters = this->counters(user, c);
+    if (!counters || !counters->secure) {
+        return;
+    }
+    Secure& secure = *counters->secure;
+    impl::DtlsTransport::Output out;
+    {
+        std::lock_guard lock(secure.mutex);
+        if (secure.transport) {
+            secure.transport->close(out); // close_notify: the peer stops too
+            secure.transport.reset();
+        }
+        if (secure.failure.empty()) {
+            secure.failure = why;
+        }
+    }
+    afterSecure(user, c, secure, out);
+}
+
+void Agent::Impl::armSecureTimer(StreamId user, ComponentId c) {
+    auto counters = this->counters(user, c);
+    if (!counters || !counters->secure || !agent_) {
+        return;
+    }
+    Secure& secure = *counters->secure;
+    stopTimer(secure.timer);
+    std::optional<std::chrono::milliseconds> after;
+    {
+        std::lock_guard lock(secure.mutex);
+        if (secure.transport) {
+            after = secure.transport->timeout();
+        }
+    }
+    if (!after) {
+        return;
+    }
+    secure.timer = startTimer(loop_->impl().context(), *after, weak_from_this(),
+                              [user, c, counters](Impl& impl) {
+                                  Secure& s = *counters->secure;
+                                  g_source_unref(s.timer); // fired
+                                  s.timer = nullptr;
+                                  impl::DtlsTransport::Output out;
+                                  {
+                                      std::lock_guard lock(s.mutex);
+                                      if (s.transport) {
+                                          s.transport->handleTimeout(out);
+                                      }
+                                  }
+                                  impl.afterSecure(user, c, s, out);
+                              });
+}
+
+void Agent::Impl::sendRecords(Counters& counters, ComponentId c,
+                              const std::vector<impl::DtlsTransport::Datagram>& records) {
+    for (const auto& record : records) {
+        sendOnRoute(counters, c, record);
     }
 }
 

@@ -2,6 +2,7 @@
 
 #include <icepunch/agent.hpp>
 
+#include "impl/dtls_transport.hpp"
 #include "impl/event_loop_impl.hpp"
 #include "impl/liveness.hpp"
 #include "impl/mdns_resolver.hpp"
@@ -40,6 +41,18 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
             packetsDropped{0};
         std::atomic<unsigned> route{0};     // the libnice stream send() goes out on
         std::atomic<int64_t> lastSentNs{0}; // steady_clock, of the last datagram sent
+        // DTLS of the app's component (AgentConfig::security), null when off. One association
+        // for the component's life: a restart moves the route, not the session.
+        struct Secure {
+            std::mutex mutex; // guards transport; never held across a libnice call
+            std::unique_ptr<impl::DtlsTransport> transport;
+            std::atomic<bool> connected{false};
+            std::string failure;            // under mutex: why no data flows, once it failed
+            GSource* timer = nullptr;       // loop thread: the transport's next deadline
+            bool reportedConnected = false; // loop thread
+            bool reportedEnd = false;       // loop thread: secureFailed said
+        };
+        std::shared_ptr<Secure> secure;
     };
 
     struct Component {
@@ -101,6 +114,9 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
         impl::Recovery recovery;
         std::string reason;              // of the restart under way
         GSource* attemptTimer = nullptr; // a recovery attempt's timeout, or its backoff
+        // From the peer's description (AgentConfig::security).
+        std::vector<Fingerprint> remoteFingerprints;
+        std::optional<DtlsSetup> remoteSetup;
     };
 
     Impl(AgentConfig config, Callbacks callbacks, std::shared_ptr<EventLoop> loop);
@@ -153,6 +169,27 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     void onPendingState(StreamId id, ComponentId component, NiceComponentState state);
     void maybePromote(StreamId id);
     void teardown();
+    // DTLS over the selected pair (loop thread). Records go out on the route; what they carry
+    // goes to the app; every state change is reported once.
+    using Secure = Counters::Secure;
+    void startSecure(StreamId user, ComponentId component);
+    // Under secure.mutex: the transport, made on first need; false (and failed) if it cannot be.
+    bool ensureTransport(StreamId user, ComponentId component, Secure& secure);
+    void onSecureRecord(StreamId user, ComponentId component, std::span<const std::byte> data);
+    void afterSecure(StreamId user, ComponentId component, Secure& secure,
+                     impl::DtlsTransport::Output& out);
+    void armSecureTimer(StreamId user, ComponentId component);
+    void failSecure(StreamId user, ComponentId component, const std::string& why);
+    // Sends DTLS records on the component's route (any thread).
+    void sendRecords(Counters& counters, ComponentId component,
+                     const std::vector<impl::DtlsTransport::Datagram>& records);
+    std::shared_ptr<impl::DtlsCertificate> certificate_;
+    // The data path, on the caller's thread (agent.cpp).
+    int sendOnRoute(Counters& counters, ComponentId component, std::span<const std::byte> data);
+    Status sendRaw(StreamId user, Counters& counters, ComponentId component,
+                   std::span<const std::byte> data);
+    Status sendSecure(Counters& counters, ComponentId component, std::span<const std::byte> data);
+    Status notSecure(Counters& counters);
     static bool isMdnsName(const std::string& address);
     static std::string lowercase(std::string text);
     static std::optional<size_t> relaySlotOf(const Stream& stream, const Candidate& relay);
@@ -210,6 +247,7 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
         StreamId stream;
         ComponentId component;
         std::vector<std::byte> data;
+        bool media = false; // RTP/RTCP as it came (Callbacks::receivedMedia)
     };
     using Event = std::variant<std::function<void()>, Datagram>;
     void emit(std::function<void()> event);

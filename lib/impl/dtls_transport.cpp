@@ -347,6 +347,13 @@ unsigned DtlsTransport::timerCallback(SSL* ssl, unsigned previousUs) {
 std::string DtlsTransport::openSslError(const char* what) {
     std::string detail = verifyError_.empty() ? lastOpenSslError() : verifyError_;
     ERR_clear_error();
+    // The peer's verdict on our certificate comes back as an alert: say what it means here.
+    if (detail.find("alert unknown ca") != std::string::npos ||
+        detail.find("alert bad certificate") != std::string::npos) {
+        detail = "the peer refused our certificate: it does not match the fingerprint the peer "
+                 "has for us (" +
+                 config_.certificate->fingerprint().toString() + "); OpenSSL: " + detail;
+    }
     return std::string(what) + ": " + detail;
 }
 

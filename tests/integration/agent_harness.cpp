@@ -110,6 +110,30 @@ Agent::Callbacks Recorder::callbacks() {
         }
         self->changed.notify_all();
     };
+    cb.secureConnected = [self](StreamId, ComponentId, const SecureInfo& info) {
+        self->noteCallback();
+        {
+            std::lock_guard lock(self->mutex);
+            self->secured.push_back(info);
+        }
+        self->changed.notify_all();
+    };
+    cb.secureFailed = [self](StreamId, ComponentId, const std::string& reason) {
+        self->noteCallback();
+        {
+            std::lock_guard lock(self->mutex);
+            self->insecure.push_back(reason);
+        }
+        self->changed.notify_all();
+    };
+    cb.receivedMedia = [self](StreamId, ComponentId, std::span<const std::byte> packet) {
+        self->noteCallback();
+        {
+            std::lock_guard lock(self->mutex);
+            self->media.emplace_back(packet.begin(), packet.end());
+        }
+        self->changed.notify_all();
+    };
     cb.remoteCandidateSkipped = [self](StreamId, const SkippedLine& line) {
         std::lock_guard lock(self->mutex);
         self->skipped.push_back(line);

@@ -28,10 +28,13 @@ struct RecordedEvents {
     std::vector<ComponentState> states; // component 1, in order
     std::optional<CandidatePair> pair;
     std::vector<Failure> failures;
-    std::vector<SkippedLine> skipped;     // remote candidates not used, with the reason
-    std::vector<CandidatePair> pairs;     // every selected pair, in order
-    std::vector<std::string> restarts;    // Callbacks::restarted reasons
-    std::vector<std::string> disconnects; // Callbacks::disconnected reasons
+    std::vector<SkippedLine> skipped;          // remote candidates not used, with the reason
+    std::vector<CandidatePair> pairs;          // every selected pair, in order
+    std::vector<std::string> restarts;         // Callbacks::restarted reasons
+    std::vector<std::string> disconnects;      // Callbacks::disconnected reasons
+    std::vector<SecureInfo> secured;           // Callbacks::secureConnected
+    std::vector<std::string> insecure;         // Callbacks::secureFailed reasons
+    std::vector<std::vector<std::byte>> media; // Callbacks::receivedMedia
     bool gatheringDone = false;
     uint64_t received = 0;
     uint64_t receivedBytes = 0;
@@ -71,6 +74,10 @@ public:
         return changed.wait_for(lock, timeout, pred);
     }
     bool waitConnected(std::chrono::milliseconds timeout = 10s);
+    bool waitSecure(std::chrono::milliseconds timeout = 10s) {
+        return waitFor([&] { return !secured.empty() || !insecure.empty(); }, timeout) &&
+               !snapshot().secured.empty();
+    }
 
 private:
     void noteCallback();

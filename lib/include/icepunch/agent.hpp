@@ -5,6 +5,7 @@
 #include <icepunch/event_loop.hpp>
 #include <icepunch/export.hpp>
 #include <icepunch/result.hpp>
+#include <icepunch/security.hpp>
 #include <icepunch/server_uri.hpp>
 #include <icepunch/session_description.hpp>
 
@@ -109,6 +110,17 @@ public:
         std::function<void(StreamId, const std::string& reason)> restarted;
         // A connected component lost its peer for now (stateChanged says Disconnected), and why.
         std::function<void(StreamId, ComponentId, const std::string& reason)> disconnected;
+        // AgentConfig::security: the component's DTLS handshake is done and the peer's
+        // certificate matched its fingerprint. Data sent and received from now on is
+        // encrypted; nothing was delivered or sent before.
+        std::function<void(StreamId, ComponentId, const SecureInfo&)> secureConnected;
+        // AgentConfig::security: the component carries no data, and why: a fingerprint
+        // mismatch, no fingerprint from the peer, conflicting roles, no handshake in time, the
+        // peer's close_notify. Final for the component.
+        std::function<void(StreamId, ComponentId, const std::string& reason)> secureFailed;
+        // RTP or RTCP (first byte 128..191, RFC 7983), as it came: SRTP for the app to
+        // unprotect with SecureInfo::srtp. Only once secure when security is on.
+        std::function<void(StreamId, ComponentId, std::span<const std::byte>)> receivedMedia;
     };
 
     static Result<std::unique_ptr<Agent>> create(AgentConfig config, Callbacks callbacks,
@@ -139,6 +151,10 @@ public:
     // NoSuchStream.
     Status send(StreamId stream, ComponentId component, std::span<const std::byte> data);
     Status send(StreamId stream, ComponentId component, std::string_view data);
+    // Sends an RTP or RTCP packet (first byte 128..191) as it is, beside DTLS: SRTP the app
+    // protected with SecureInfo::srtp. With security on, only once the component is secure
+    // (ErrorCode::NotSecure before).
+    Status sendMedia(StreamId stream, ComponentId component, std::span<const std::byte> packet);
 
     ComponentState state(StreamId stream, ComponentId component) const;
     Result<PairStats> stats(StreamId stream, ComponentId component) const;

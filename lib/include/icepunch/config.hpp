@@ -1,6 +1,7 @@
 #pragma once
 
 #include <icepunch/export.hpp>
+#include <icepunch/security.hpp>
 #include <icepunch/server_uri.hpp>
 
 #include <chrono>
@@ -120,6 +121,11 @@ struct AgentConfig {
     // Datagrams received and not yet handed to Callbacks::received; past this many, new ones are
     // dropped and counted (PairStats::packetsDropped) rather than held without bound.
     size_t receiveQueueLimit = 4096;
+    // DTLS over every component (off by default; see SecurityConfig for why). When on,
+    // localDescription() carries a=fingerprint and a=setup, send() and received carry
+    // encrypted datagrams only (up to 16,384 bytes each), and Callbacks::secureConnected says
+    // when data can flow.
+    SecurityConfig security;
 };
 
 } // namespace icepunch

@@ -19,6 +19,7 @@ enum class ErrorCode {
     TooLarge,        // send: over kMaxDatagramSize
     Empty,           // send: an empty datagram
     LoopStopped,     // the event loop has stopped
+    NotSecure,       // send: security is on and the DTLS session is not up (or failed)
 };
 
 // An error as a value: what went wrong, in one plain sentence a user can act on.
