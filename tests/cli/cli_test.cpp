@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -231,6 +232,75 @@ TEST_F(CliTest, ConnectRelayOnlyEchoes) {
     EXPECT_TRUE(contains(a.out, "\"relay_protocol\":\"udp\",\"relay_server\":\"turn:")) << a.out;
     EXPECT_EQ(dataAfterResultLine(a), "relayed hello\n") << a.out;
     EXPECT_EQ(b.status, 0) << describe(b);
+}
+
+// --dtls: the description carries the fingerprint, the data goes encrypted both ways (over
+// TURN/TCP here, the path a restrictive network leaves), and the result line says how.
+TEST_F(CliTest, ConnectDtlsEchoesEncryptedAndSaysHowItIsSecured) {
+    for (const std::string& path : std::vector<std::string>{"--interface 127.0.0.1",
+                             "--interface 127.0.0.1 --relay-only --turn " +
+                                 turn_->uri("turn", "tcp") + " " + creds()}) {
+        Outcome a, b;
+        std::string message = "secret line one\nsecret line two\n";
+        connectPair(path + " --dtls", message, a, b);
+        ASSERT_EQ(a.status, 0) << describe(a) << describe(b);
+        ASSERT_EQ(b.status, 0) << describe(b);
+        std::string json = a.out.substr(0, a.out.find('\n'));
+        EXPECT_TRUE(contains(json, "\"dtls\":\"1.2\",\"cipher\":\"ECDHE-ECDSA-")) << json;
+        EXPECT_TRUE(contains(json, "\"srtp_profile\":\"SRTP_AEAD_AES_128_GCM\"")) << json;
+        EXPECT_TRUE(contains(json, "\"peer_fingerprint_verified\":true")) << json;
+        EXPECT_TRUE(contains(json, "\"dtls_role\":\"server\"")) << json; // controlling, actpass
+        EXPECT_TRUE(contains(json, "\"ms_to_secure\":")) << json;
+        EXPECT_TRUE(contains(b.out, "\"dtls_role\":\"client\"")) << b.out;
+        EXPECT_EQ(dataAfterResultLine(a), message);
+        auto description = readFile(cli_.path("a.sdp"));
+        EXPECT_TRUE(contains(description, "a=fingerprint:sha-256 ")) << description;
+        EXPECT_TRUE(contains(description, "a=setup:actpass\r\n")) << description;
+    }
+}
+
+// The peer's file names another certificate than the one it presents (a man in the middle, or
+// a stale description): both sides say so and exit 1; nothing is delivered.
+TEST_F(CliTest, ConnectDtlsFingerprintMismatchFailsOnBothSides) {
+    std::string aFile = cli_.path("a.sdp"), bFile = cli_.path("b.sdp");
+    std::string forged = cli_.path("a-forged.sdp");
+    std::atomic<bool> stop{false};
+    // A's description as B reads it: the same, but for the fingerprint's last byte.
+    auto forger = std::async(std::launch::async, [&] {
+        while (!stop) {
+            std::string text = readFile(aFile);
+            auto at = text.find("a=fingerprint:sha-256 ");
+            if (at != std::string::npos && contains(text, "a=end-of-candidates")) {
+                auto end = text.find("\r\n", at);
+                text[end - 1] = text[end - 1] == '0' ? '1' : '0';
+                std::ofstream(forged + ".tmp") << text;
+                std::filesystem::rename(forged + ".tmp", forged);
+                return;
+            }
+            std::this_thread::sleep_for(5ms);
+        }
+    });
+    auto peer = std::async(std::launch::async, [&] {
+        return cli_.run("connect --role controlled --echo --idle 2 --json --timeout 15 --dtls "
+                        "--interface 127.0.0.1 --local-file " +
+                            bFile + " --remote-file " + forged,
+                        "", "b");
+    });
+    auto a = cli_.run("connect --role controlling --json --timeout 15 --dtls --interface "
+                      "127.0.0.1 --local-file " +
+                          aFile + " --remote-file " + bFile,
+                      "must never arrive\n", "a");
+    auto b = peer.get();
+    stop = true;
+    forger.get();
+    EXPECT_EQ(b.status, 1) << describe(b);
+    EXPECT_TRUE(b.out.starts_with("{\"connected\":false,\"error\":\"not secure: DTLS handshake "
+                                  "failed: the peer's certificate does not match the fingerprint"))
+        << b.out;
+    EXPECT_EQ(a.status, 1) << describe(a);
+    EXPECT_TRUE(contains(a.out, "{\"connected\":false,\"error\":\"not secure: ")) << a.out;
+    EXPECT_TRUE(contains(a.out, "fingerprint")) << a.out;
+    EXPECT_FALSE(contains(a.out + b.out, "must never arrive"));
 }
 
 // The cause of a failure is printed, not "timed out": the TURN server's 401, then both sides'

@@ -87,6 +87,15 @@ const char* const kHelp =
     "                      offer/answer exchange without trickle (SIP) does\n"
     "  --no-restart        no ICE restart of our own when the path is lost (a call then ends\n"
     "                      once consent expires, 30 s); a peer's restart is still answered\n"
+    "  --dtls              DTLS 1.2 over the pair (RFC 5763/8842): the description gains\n"
+    "                      a=fingerprint (a certificate made for this run unless --dtls-cert)\n"
+    "                      and a=setup; the peer's certificate must match its fingerprint;\n"
+    "                      every datagram is then one encrypted record, and the result line\n"
+    "                      waits for the handshake (it adds dtls, cipher, srtp_profile,\n"
+    "                      peer_fingerprint_verified, ms_to_secure)\n"
+    "  --setup S           with --dtls: actpass (default; both actpass: the controlled side\n"
+    "                      is the DTLS client), active (client) or passive (server)\n"
+    "  --dtls-cert F --dtls-key F  with --dtls: present this PEM certificate and key\n"
     "  --no-mdns           do not resolve the peer's <name>.local candidates with multicast\n"
     "                      DNS (RFC 6762); they are skipped\n"
     "  --interface X       gather on this interface name or local address only (repeatable;\n"
@@ -222,6 +231,7 @@ struct Options {
     std::optional<double> timeout;
     bool noTrickle = false; // offer/answer as SIP does: the whole description once gathered
     bool noRestart = false; // no automatic ICE restart (a peer's restart is still answered)
+    bool setupGiven = false;
 };
 
 struct Session {
@@ -231,6 +241,10 @@ struct Session {
     std::optional<CandidatePair> pair;
     std::optional<Clock::time_point> connectedAt;
     std::optional<Failure> failure;
+    // --dtls: the handshake's outcome.
+    std::optional<SecureInfo> secure;
+    std::optional<Clock::time_point> secureAt;
+    std::optional<std::string> secureFailure;
     std::vector<SkippedLine> skipped; // remote candidates the agent did not use
     // After the result line: one line per event (disconnected, connected, restarted, selected).
     bool resultOut = false;
@@ -483,6 +497,30 @@ int parseOptions(ArgScanner& args, ServerOptions& servers, AgentConfig& config, 
             if (!args.flag())
                 return kExitUsage;
             config.resolveMdns = false;
+        } else if (args.is("--dtls")) {
+            if (!args.flag())
+                return kExitUsage;
+            config.security.enabled = true;
+        } else if (args.is("--setup")) {
+            if (!args.value(text))
+                return kExitUsage;
+            auto setup = parseDtlsSetup(text);
+            if (!setup)
+                return args.usageError("--setup is actpass, active or passive, not \"" + text +
+                                       "\"");
+            config.security.setup = *setup;
+            o.setupGiven = true;
+        } else if (args.is("--dtls-cert") || args.is("--dtls-key")) {
+            bool cert = args.is("--dtls-cert");
+            if (!args.value(text))
+                return kExitUsage;
+            std::ifstream in(text, std::ios::binary);
+            std::string pem((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+            if (!in.good() && !in.eof())
+                return args.usageError("cannot read " + text);
+            if (pem.empty() || pem.size() > 1 << 20)
+                return args.usageError(text + " is empty or over 1 MiB: not a PEM file");
+            (cert ? config.security.certificatePem : config.security.privateKeyPem) = pem;
         } else if (args.is("--no-restart")) {
             if (!args.flag())
                 return kExitUsage;
@@ -497,6 +535,12 @@ int parseOptions(ArgScanner& args, ServerOptions& servers, AgentConfig& config, 
             return args.unknown();
         }
     }
+    if ((o.setupGiven || !config.security.certificatePem.empty() ||
+         !config.security.privateKeyPem.empty()) &&
+        !config.security.enabled)
+        return args.usageError("--setup, --dtls-cert and --dtls-key need --dtls");
+    if (config.security.certificatePem.empty() != config.security.privateKeyPem.empty())
+        return args.usageError("--dtls-cert and --dtls-key go together");
     if (!o.roleGiven)
         return args.usageError("--role controlling|controlled is required");
     if (o.stdio && (!o.localFile.empty() || !o.remoteFile.empty()))
@@ -751,6 +795,23 @@ int runConnect(int argc, char** argv) {
         s.failure = failure;
         s.changed.notify_all();
     };
+    cb.secureConnected = [&](StreamId, ComponentId, const SecureInfo& info) {
+        std::lock_guard lock(s.mutex);
+        s.secure = info;
+        s.secureAt = Clock::now();
+        if (o.echo)
+            flushEchoQueue(); // what the peer sent during our last flight
+        s.changed.notify_all();
+    };
+    cb.secureFailed = [&](StreamId, ComponentId, const std::string& reason) {
+        std::lock_guard lock(s.mutex);
+        if (!s.secureFailure)
+            s.secureFailure = reason;
+        bool closed = reason.find("close_notify") != std::string::npos;
+        event(closed ? "secure-closed" : "secure-failed", ",\"reason\":" + jsonString(reason),
+              "DTLS: " + reason);
+        s.changed.notify_all();
+    };
     cb.remoteCandidateSkipped = [&](StreamId, const SkippedLine& line) {
         std::fprintf(stderr, "icepunch connect: skipped the peer's %s: %s\n", line.line.c_str(),
                      line.reason.c_str());
@@ -945,8 +1006,27 @@ int runConnect(int argc, char** argv) {
         // candidate line as it is appended, until a=end-of-candidates.
         say("waiting for the peer's description");
         apply = [&](const std::vector<std::string>& lines, bool& ended) -> bool {
-            for (const auto& line : lines) {
+            // Lines that belong with the credentials (a=fingerprint, a=setup, ...) come in the
+            // same atomic write: the credentials are used once the last of them is read.
+            auto isCandidateLine = [](const std::string& line) {
+                return line.starts_with("a=candidate") || line.starts_with("candidate") ||
+                       isEndOfCandidates(line);
+            };
+            for (std::size_t i = 0; i < lines.size(); ++i) {
+                const auto& line = lines[i];
                 text += line + "\n";
+                if (!credentialsSet && i + 1 < lines.size() && !isCandidateLine(lines[i + 1]))
+                    continue;
+                if (credentialsSet &&
+                    (line.starts_with("a=fingerprint:") || line.starts_with("a=setup:"))) {
+                    // Written after the credentials: the same session, now with it.
+                    if (auto parsed = SessionDescription::parse(text)) {
+                        parsed->candidates.clear();
+                        parsed->endOfCandidates = false;
+                        (void)live->setRemoteDescription(stream, *parsed);
+                    }
+                    continue;
+                }
                 if (!credentialsSet) {
                     auto parsed = SessionDescription::parse(text);
                     if (!parsed) {
@@ -1077,19 +1157,57 @@ int runConnect(int argc, char** argv) {
                         " ms of having the peer's description (--timeout); state " +
                         std::string(toString(agent->state(stream, 1))));
     }
+    std::string secureFields; // --dtls: the handshake's outcome, on the result line
+    std::string secureText;
+    if (config.security.enabled) {
+        say("DTLS handshake");
+        std::unique_lock lock(s.mutex);
+        bool done = s.changed.wait_until(lock, deadlineOr(config.security.handshakeTimeout + 2s),
+                                         [&] { return s.secure || s.secureFailure || s.failure; });
+        auto secure = s.secure;
+        auto secureFailure = s.secureFailure;
+        auto failure = s.failure;
+        auto at = s.secureAt;
+        if (s.pair)
+            pair = *s.pair;
+        lock.unlock();
+        if (secureFailure)
+            return fail("not secure: " + *secureFailure);
+        if (failure)
+            return fail("not connected: " + failure->message);
+        if (!done || !secure)
+            return fail("connected, but no DTLS handshake within " +
+                        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                           Clock::now() - connectedAt)
+                                           .count()) +
+                        " ms of connecting (--timeout)");
+        auto toSecure = std::chrono::duration_cast<std::chrono::milliseconds>(*at - checksStart);
+        std::string profile = secure->srtp ? secure->srtp->profile : "";
+        secureFields = ",\"dtls\":" + jsonString(secure->version) +
+                       ",\"cipher\":" + jsonString(secure->cipher) +
+                       ",\"srtp_profile\":" + jsonString(profile) +
+                       ",\"peer_fingerprint_verified\":" +
+                       (secure->peerFingerprintVerified ? "true" : "false") +
+                       ",\"dtls_role\":" + jsonString(secure->dtlsClient ? "client" : "server") +
+                       ",\"ms_to_secure\":" + std::to_string(toSecure.count());
+        secureText = "; DTLS " + secure->version + " " + secure->cipher + " as " +
+                     (secure->dtlsClient ? "client" : "server") + ", peer fingerprint verified, " +
+                     std::to_string(toSecure.count()) + " ms";
+    }
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(connectedAt - checksStart);
     if (o.json) {
         std::lock_guard lock(s.mutex); // events wait for this line
         emitLine(stdout, "{\"connected\":true,\"ms_to_connected\":" + std::to_string(ms.count()) +
-                             pairJson(pair) + "}");
+                             pairJson(pair) + secureFields + "}");
         s.resultOut = true;
         s.pair = pair;
     } else {
         std::fprintf(
-            stderr, "icepunch connect: connected in %lld ms: local %s %s -> remote %s %s (%s)\n",
+            stderr, "icepunch connect: connected in %lld ms: local %s %s -> remote %s %s (%s)%s\n",
             static_cast<long long>(ms.count()), std::string(toString(pair.local.type)).c_str(),
             pair.local.endpoint().c_str(), std::string(toString(pair.remote.type)).c_str(),
-            pair.remote.endpoint().c_str(), pair.isRelayed() ? "relayed" : "direct");
+            pair.remote.endpoint().c_str(), pair.isRelayed() ? "relayed" : "direct",
+            secureText.c_str());
         std::lock_guard lock(s.mutex);
         s.resultOut = true;
         s.pair = pair;
