@@ -237,9 +237,9 @@ TEST_F(CliTest, ConnectRelayOnlyEchoes) {
 // --dtls: the description carries the fingerprint, the data goes encrypted both ways (over
 // TURN/TCP here, the path a restrictive network leaves), and the result line says how.
 TEST_F(CliTest, ConnectDtlsEchoesEncryptedAndSaysHowItIsSecured) {
-    for (const std::string& path : std::vector<std::string>{"--interface 127.0.0.1",
-                             "--interface 127.0.0.1 --relay-only --turn " +
-                                 turn_->uri("turn", "tcp") + " " + creds()}) {
+    for (const std::string& path : std::vector<std::string>{
+             "--interface 127.0.0.1", "--interface 127.0.0.1 --relay-only --turn " +
+                                          turn_->uri("turn", "tcp") + " " + creds()}) {
         Outcome a, b;
         std::string message = "secret line one\nsecret line two\n";
         connectPair(path + " --dtls", message, a, b);

@@ -28,6 +28,8 @@ struct Side {
     std::optional<CandidatePair> pair;
     std::optional<Clock::time_point> connectedAt;
     std::optional<Failure> failure;
+    std::optional<Clock::time_point> secureAt;
+    std::optional<std::string> insecure;
     uint64_t received = 0;
 };
 
@@ -75,6 +77,22 @@ struct Demo {
             self.failure = f;
             changed.notify_all();
         };
+        cb.secureConnected = [this, &self](StreamId, ComponentId, const SecureInfo& info) {
+            std::lock_guard lock(mutex);
+            self.secureAt = Clock::now();
+            std::printf("%8.1f ms  %s secure: DTLS %s %s as %s, peer fingerprint %s verified%s\n",
+                        sinceStart(), self.name, info.version.c_str(), info.cipher.c_str(),
+                        info.dtlsClient ? "client" : "server",
+                        info.peerFingerprint.value.substr(0, 11).c_str(),
+                        info.srtp ? (", SRTP " + info.srtp->profile).c_str() : "");
+            changed.notify_all();
+        };
+        cb.secureFailed = [this, &self](StreamId, ComponentId, const std::string& why) {
+            std::lock_guard lock(mutex);
+            if (!self.secureAt && !self.insecure)
+                self.insecure = why;
+            changed.notify_all();
+        };
         cb.received = [this, &self](StreamId, ComponentId, std::span<const std::byte>) {
             std::lock_guard lock(mutex);
             ++self.received;
@@ -101,6 +119,7 @@ int runOnce(const support::CoturnProcess& turn, bool relayOnly) {
     server.password = "demo-password";
     config.turnServers.push_back(server);
     config.policy = relayOnly ? CandidatePolicy::RelayOnly : CandidatePolicy::All;
+    config.security.enabled = true; // DTLS: the data below is encrypted
 
     std::printf("\n== %s ==\n", relayOnly ? "relay-only policy (forced through TURN)"
                                           : "all candidates (host, srflx, relay)");
@@ -130,23 +149,28 @@ int runOnce(const support::CoturnProcess& turn, bool relayOnly) {
 
     std::unique_lock lock(demo.mutex);
     bool ok = demo.changed.wait_for(lock, 15s, [&] {
-        return (demo.a.connectedAt && demo.a.pair && demo.b.connectedAt && demo.b.pair) ||
-               demo.a.failure || demo.b.failure;
+        return (demo.a.secureAt && demo.a.pair && demo.b.secureAt && demo.b.pair) ||
+               demo.a.failure || demo.b.failure || demo.a.insecure || demo.b.insecure;
     });
-    if (!ok || demo.a.failure || demo.b.failure) {
-        std::fprintf(stderr, "icepunch demo: not connected: %s\n",
-                     demo.a.failure   ? demo.a.failure->message.c_str()
-                     : demo.b.failure ? demo.b.failure->message.c_str()
-                                      : "timed out after 15 s");
+    if (!ok || demo.a.failure || demo.b.failure || demo.a.insecure || demo.b.insecure) {
+        std::fprintf(stderr, "icepunch demo: not connected securely: %s\n",
+                     demo.a.failure    ? demo.a.failure->message.c_str()
+                     : demo.b.failure  ? demo.b.failure->message.c_str()
+                     : demo.a.insecure ? demo.a.insecure->c_str()
+                     : demo.b.insecure ? demo.b.insecure->c_str()
+                                       : "no secure connection within 15 s");
         return 1;
     }
     for (Side* side : {&demo.a, &demo.b}) {
         auto ms = std::chrono::duration<double, std::milli>(*side->connectedAt - demo.start);
-        std::printf("%s selected pair: %s %s -> %s %s (%s), connected after %.1f ms\n", side->name,
-                    std::string(toString(side->pair->local.type)).c_str(),
+        auto secureMs = std::chrono::duration<double, std::milli>(*side->secureAt - demo.start);
+        std::printf("%s selected pair: %s %s -> %s %s (%s), connected after %.1f ms, secure "
+                    "after %.1f ms\n",
+                    side->name, std::string(toString(side->pair->local.type)).c_str(),
                     side->pair->local.endpoint().c_str(),
                     std::string(toString(side->pair->remote.type)).c_str(),
-                    side->pair->remote.endpoint().c_str(), pathName(*side->pair), ms.count());
+                    side->pair->remote.endpoint().c_str(), pathName(*side->pair), ms.count(),
+                    secureMs.count());
     }
     lock.unlock();
     const int count = 1000;
@@ -163,7 +187,7 @@ int runOnce(const support::CoturnProcess& turn, bool relayOnly) {
     lock.lock();
     demo.changed.wait_for(lock, 5s,
                           [&] { return demo.a.received >= count && demo.b.received >= count; });
-    std::printf("data: A->B %llu/%d datagrams, B->A %llu/%d datagrams\n",
+    std::printf("data (DTLS-encrypted): A->B %llu/%d datagrams, B->A %llu/%d datagrams\n",
                 static_cast<unsigned long long>(demo.b.received), count,
                 static_cast<unsigned long long>(demo.a.received), count);
     bool relayedAsExpected = !relayOnly || demo.a.pair->isRelayed();
