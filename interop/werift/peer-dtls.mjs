@@ -22,6 +22,7 @@ try {
 }
 const { RTCIceGatherer, RTCIceTransport, RTCIceParameters, RTCDtlsTransport, RTCDtlsParameters,
   RTCDtlsFingerprint, Candidate, candidateFromIce, isDtls } = w;
+const WERIFT_SEQ_SKIP = 1 << 16; // see the record sequence quirk below
 // use_srtp offer (the contract's two, GCM first); the data phase does not use SRTP.
 const SRTP_PROFILES = [w.ProtectionProfileAeadAes128Gcm, w.ProtectionProfileAes128CmHmacSha1_80];
 const SRTP_NAMES = { [w.ProtectionProfileAeadAes128Gcm]: "SRTP_AEAD_AES_128_GCM",
@@ -129,6 +130,12 @@ async function main() {
     } catch (e) {
       return fail(`DTLS (${role}) failed: ${e.message}`); // "remote certificate fingerprint mismatch"
     }
+    // Quirk (werift 0.24.4 dtls flight5/flight6): Finished goes out in epoch 1 with the
+    // handshake's running record sequence number (say 8), and only then is the counter reset
+    // to 0, so application data record 8 of epoch 1 repeats Finished's: a receiver with replay
+    // protection (OpenSSL: aiortc, icepunch) drops that one datagram as a replay. Continue
+    // epoch 1 above anything the handshake can have used.
+    dtlsT.dtls.dtls.recordSequenceNumber = Math.max(dtlsT.dtls.dtls.recordSequenceNumber, WERIFT_SEQ_SKIP);
     const st = (await dtlsT.getStats()).find((s) => s.type === "transport") || {};
     result.dtls = /1\.2/.test(st.tlsVersion || "") ? "1.2" : (st.tlsVersion || "");
     result.dtls_role = role;
