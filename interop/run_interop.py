@@ -9,6 +9,14 @@ connected and that 20 lines sent by the controlling side (one raw datagram each)
 back from the controlled side (--echo --idle 2) exactly, byte for byte, in any order.
 Writes a Markdown table into its own section of RESULTS.md and prints it.
 
+--dtls: DTLS over ICE. The DTLS-capable peers (aiortc, werift's peer-dtls.mjs; icepunch when
+its connect --help names --dtls) with --dtls on both sides, for both counterpart roles and
+each a=setup variant (actpass/actpass: the controlled side is the DTLS client; --setup active
+on the controlling side: it is the client), the same 20 lines echoed over DTLS records, both
+result lines with "dtls":"1.2" and "peer_fingerprint_verified":true; plus one run per role
+where the controlling side reads a description with a changed fingerprint and must fail
+with a fingerprint error. Default path: host.
+
 Exit status: 0 all ran pairs passed, 1 any failure, 77 (meson: skipped) nothing ran.
 With CI=true in the environment a peer (or counterpart) that cannot run here is a failure,
 not a skip: CI must run every pair, so a runtime missing there is a broken setup.
@@ -559,8 +567,8 @@ def main():
                             if v == "mismatch":
                                 echoed = "—"
                         rows.append(row + [fmt_side(rp), fmt_side(rc_), echoed, status])
-                        print("%s %s vs %s (%s %s%s) in %.1f s" % (
-                            status, peer, cp, cp, cp_role,
+                        print("%s %s vs %s (%s %s, %s%s) in %.1f s" % (
+                            status, peer, cp, cp, cp_role, path,
                             ", dtls " + (v if v == "mismatch" else v[0]) if v else "", r["secs"]),
                             file=sys.stderr)
                         if not r["ok"]:
