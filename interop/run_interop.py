@@ -9,6 +9,14 @@ connected and that 20 lines sent by the controlling side (one raw datagram each)
 back from the controlled side (--echo --idle 2) exactly, byte for byte, in any order.
 Writes a Markdown table into its own section of RESULTS.md and prints it.
 
+--dtls: DTLS over ICE. The DTLS-capable peers (aiortc, werift's peer-dtls.mjs; icepunch when
+its connect --help names --dtls) with --dtls on both sides, for both counterpart roles and
+each a=setup variant (actpass/actpass: the controlled side is the DTLS client; --setup active
+on the controlling side: it is the client), the same 20 lines echoed over DTLS records, both
+result lines with "dtls":"1.2" and "peer_fingerprint_verified":true; plus one run per role
+where the controlling side reads a description with a changed fingerprint and must fail
+with a fingerprint error. Default path: host.
+
 Exit status: 0 all ran pairs passed, 1 any failure, 77 (meson: skipped) nothing ran.
 With CI=true in the environment a peer (or counterpart) that cannot run here is a failure,
 not a skip: CI must run every pair, so a runtime missing there is a broken setup.
@@ -31,6 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 LINES = 20
 ECHO_IDLE = 2  # --idle of the echoing side: it ends this long after the last datagram
+MISMATCH_TIMEOUT = 8.0  # --timeout of DTLS fingerprint-mismatch runs (the other side may wait it out)
 TURN_USER, TURN_PASS, TURN_REALM = "u", "p", "interop.test"
 
 
@@ -53,7 +62,25 @@ def find_libnice_peer(explicit):
 
 
 def peer_command(name, args):
-    """(argv prefix, None) when the peer can run here, else (None, reason)."""
+    """(argv prefix, None) when the peer can run here, else (None, reason). With --dtls: the
+    peer's DTLS-capable program (werift: peer-dtls.mjs on the full werift package)."""
+    if args.dtls and name in NO_DTLS:
+        return None, "no DTLS in this stack (%s)" % NO_DTLS[name]
+    if name == "aiortc":
+        py = "/usr/bin/python3"
+        if not os.access(py, os.X_OK):
+            return None, "/usr/bin/python3 missing"
+        r = subprocess.run([py, "-c", "import aiortc"], capture_output=True)
+        if r.returncode != 0:
+            return None, "aiortc not importable (run interop/setup.sh)"
+        return [py, os.path.join(HERE, "aiortc", "peer.py")], None
+    if name == "werift" and args.dtls:
+        node = shutil.which("node")
+        if not node:
+            return None, "node missing"
+        if not os.path.isdir(os.path.join(HERE, "werift", "node_modules", "werift")):
+            return None, "interop/werift/node_modules/werift absent (run interop/setup.sh)"
+        return [node, os.path.join(HERE, "werift", "peer-dtls.mjs")], None
     if name == "aioice":
         py = "/usr/bin/python3"
         if not os.access(py, os.X_OK):
@@ -81,6 +108,8 @@ def peer_command(name, args):
         r = subprocess.run([exe, "connect", "--help"], capture_output=True, timeout=10)
         if r.returncode != 0:
             return None, "icepunch has no connect subcommand"
+        if args.dtls and b"--dtls" not in r.stdout + r.stderr:
+            return None, "icepunch connect --help does not mention --dtls"
         return [exe, "connect"], None
     return None, "unknown peer %r" % name
 
@@ -255,28 +284,80 @@ def expected_lines():
     return out
 
 
-# Stacks without RFC 6544 ICE-TCP (aioice 0.8 parses TCP candidates but never pairs them).
-NO_ICE_TCP = {"aioice"}
+# Stacks without RFC 6544 ICE-TCP (aioice 0.8 parses TCP candidates but never pairs them;
+# aiortc 1.4 runs on the same aioice).
+NO_ICE_TCP = {"aioice", "aiortc"}
+# Peers without DTLS, and why (--dtls runs skip them as a matter of course, not as SKIPPED).
+NO_DTLS = {"aioice": "ICE only; aiortc is its DTLS peer", "libnice": "ICE only"}
+
+# --dtls runs: the a=setup variants. Each: (name, controlling side's --setup, controlled
+# side's --setup, expected DTLS role of the controlling side, of the controlled side).
+DTLS_VARIANTS = [
+    ("actpass", "actpass", "actpass", "server", "client"),  # both actpass: controlled = client
+    ("ctl-active", "active", "actpass", "client", "server"),  # controlling side made the client
+]
 
 
-def run_pair(ctl_name, ctl_cmd, ctd_name, ctd_cmd, path, turn, workdir, pair_timeout):
-    """Controlling side sends LINES lines; controlled side echoes (--echo --idle ECHO_IDLE)."""
-    tag = "%s-ctl_%s-ctd_%s" % (path, ctl_name, ctd_name)
+def tamper_fingerprint(src, dst, until):
+    """Copy src to dst (atomically) once src is complete, one hex digit of its a=fingerprint
+    changed: the reader of dst must refuse the peer's certificate. True when copied."""
+    while time.monotonic() < until:
+        try:
+            with open(src, "rb") as f:
+                text = f.read()
+        except OSError:
+            text = b""
+        lines = [l.strip() for l in text.splitlines() if l.strip()]
+        if lines and lines[-1] == b"a=end-of-candidates":
+            out = []
+            for l in text.splitlines(keepends=True):
+                if l.startswith(b"a=fingerprint:"):
+                    i = l.rstrip().rfind(b":") + 1  # last byte's first hex digit
+                    l = l[:i] + (b"0" if l[i:i + 1] != b"0" else b"1") + l[i + 1:]
+                out.append(l)
+            tmp = dst + ".tmp"
+            with open(tmp, "wb") as f:
+                f.write(b"".join(out))
+            os.rename(tmp, dst)
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def run_pair(ctl_name, ctl_cmd, ctd_name, ctd_cmd, path, turn, workdir, pair_timeout, dtls=None):
+    """Controlling side sends LINES lines; controlled side echoes (--echo --idle ECHO_IDLE).
+    dtls: None, a DTLS_VARIANTS entry (both sides --dtls with those --setup values), or
+    "mismatch" (both actpass; the controlling side reads the controlled side's description with
+    a changed fingerprint and must fail with a fingerprint error, exit 1; nothing else checked)."""
+    mismatch = dtls == "mismatch"
+    vname = "mismatch" if mismatch else (dtls[0] if dtls else "")
+    tag = "%s%s-ctl_%s-ctd_%s" % (path, "-dtls_" + vname if dtls else "", ctl_name, ctd_name)
     d = os.path.join(workdir, tag)
     os.makedirs(d)
     fa, fb = os.path.join(d, "controlling.desc"), os.path.join(d, "controlled.desc")
+    fb_read = os.path.join(d, "controlled.tampered.desc") if mismatch else fb
+    if mismatch:
+        pair_timeout = min(pair_timeout, MISMATCH_TIMEOUT)
     common = ["--json", "--timeout", str(pair_timeout), "--interface", "127.0.0.1"]
     if path == "relay":
         common += ["--turn", turn.url(), "--user", TURN_USER, "--pass", TURN_PASS, "--relay-only"]
     if path == "tcp":
         common += ["--tcp-only"]  # RFC 6544 ICE-TCP host candidates only
+    ctl_extra, ctd_extra = [], []
+    if dtls:
+        ctl_extra = ["--dtls"] + ([] if mismatch or dtls[1] == "actpass" else ["--setup", dtls[1]])
+        ctd_extra = ["--dtls"] + ([] if mismatch or dtls[2] == "actpass" else ["--setup", dtls[2]])
     start = time.monotonic()
     hard = start + pair_timeout + 5
     ctd = Side(ctd_name, ctd_cmd + ["--role", "controlled", "--local-file", fb, "--remote-file", fa,
-                                    "--echo", "--idle", str(ECHO_IDLE)] + common,
+                                    "--echo", "--idle", str(ECHO_IDLE)] + common + ctd_extra,
                os.path.join(d, "controlled"), False)
-    ctl = Side(ctl_name, ctl_cmd + ["--role", "controlling", "--local-file", fa, "--remote-file", fb]
-               + common, os.path.join(d, "controlling"), True)
+    ctl = Side(ctl_name, ctl_cmd + ["--role", "controlling", "--local-file", fa, "--remote-file", fb_read]
+               + common + ctl_extra, os.path.join(d, "controlling"), True)
+    if mismatch:
+        copier = threading.Thread(target=tamper_fingerprint, args=(fb, fb_read, start + pair_timeout),
+                                  daemon=True)
+        copier.start()
     expected = expected_lines()
     try:
         ctl.proc.stdin.write(b"".join(expected))
@@ -284,15 +365,19 @@ def run_pair(ctl_name, ctl_cmd, ctd_name, ctd_cmd, path, turn, workdir, pair_tim
     except OSError:
         pass
     # Keep stdin open until every line is back (or the pair's time is up), then close it.
+    # (Re-checked every 100 ms too: the exit itself notifies nobody, and stdout's EOF can come
+    # just before poll() sees the exit.)
     with ctl.cond:
-        ctl.cond.wait_for(lambda: len(set(ctl.lines) & set(expected)) >= LINES
-                          or ctl.proc.poll() is not None, max(0.1, start + pair_timeout - time.monotonic()))
+        while not (len(set(ctl.lines) & set(expected)) >= LINES or ctl.proc.poll() is not None
+                   or time.monotonic() >= start + pair_timeout):
+            ctl.cond.wait(0.1)
     try:
         ctl.proc.stdin.close()
     except OSError:
         pass
     rc_ctl = ctl.wait(hard)
-    rc_ctd = ctd.wait(hard)
+    # Mismatch: the other side's outcome is not checked; do not wait out its --timeout.
+    rc_ctd = ctd.wait(min(hard, time.monotonic() + 1) if mismatch else hard)
     got = ctl.data()
     r_ctl, r_ctd = ctl.result() or {}, ctd.result() or {}
     ok_conn = bool(r_ctl.get("connected")) and bool(r_ctd.get("connected"))
@@ -305,11 +390,21 @@ def run_pair(ctl_name, ctl_cmd, ctd_name, ctd_cmd, path, turn, workdir, pair_tim
             ok_conn = r.get("transport") == ("tcp" if path == "tcp" else "udp")
             if path == "relay":
                 ok_conn = ok_conn and r.get("relay_protocol") == "udp"
+    # DTLS: both secure (DTLS 1.2, the peer's certificate checked against R's fingerprint) in
+    # the roles the a=setup rule gives; a side that names its role ("dtls_role") must name that.
+    if dtls and not mismatch and ok_conn:
+        for r, want in ((r_ctl, dtls[3]), (r_ctd, dtls[4])):
+            ok_conn = ok_conn and r.get("dtls") == "1.2" and r.get("peer_fingerprint_verified") is True
+            ok_conn = ok_conn and r.get("dtls_role", want) == want
     echoed = len(set(got) & set(expected))
     # Exactly the lines sent, each once, byte for byte; the order may differ.
     extra = len(got) - echoed
     exact = sorted(got) == sorted(expected)
     ok = ok_conn and exact and rc_ctl == 0 and rc_ctd == 0
+    if mismatch:
+        # The side given the wrong fingerprint refuses: no secure result, a fingerprint error.
+        ok = (r_ctl.get("connected") is False and "fingerprint" in str(r_ctl.get("error", "")).lower()
+              and rc_ctl == 1)
     if got and not exact:
         with open(os.path.join(d, "unexpected.txt"), "wb") as f:
             f.write(b"".join(l for l in got if l not in expected))
@@ -319,12 +414,26 @@ def run_pair(ctl_name, ctl_cmd, ctd_name, ctd_cmd, path, turn, workdir, pair_tim
 
 # ---------------------------------------------------------------- main
 
+DTLS_LABELS = {
+    "actpass": "actpass/actpass (ctl server, ctd client)",
+    "ctl-active": "ctl active, ctd actpass (ctl client, ctd server)",
+    "mismatch": "fingerprint mismatch: ctl must refuse",
+}
+
 def fmt_side(r):
     if not r:
         return "no result"
     if not r.get("connected"):
         return "no (%s)" % str(r.get("error", "?"))[:60]
-    return "yes %d ms %s→%s" % (r.get("ms_to_connected", -1), r.get("local_type"), r.get("remote_type"))
+    out = "yes %d ms %s→%s" % (r.get("ms_to_connected", -1), r.get("local_type"), r.get("remote_type"))
+    if "dtls" in r:
+        out += ", DTLS %s%s %s ms%s%s" % (
+            r.get("dtls"), " " + r["dtls_role"] if r.get("dtls_role") else "", r.get("ms_to_secure", "?"),
+            " " + r["cipher"] if r.get("cipher") else "",
+            " " + r["srtp_profile"] if r.get("srtp_profile") else "")
+        if r.get("peer_fingerprint_verified") is not True:
+            out += " (fingerprint NOT verified)"
+    return out
 
 
 RESULTS_HEAD = """# Interop results
@@ -368,14 +477,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--icepunch", help="icepunch CLI (with a connect subcommand): the counterpart")
     ap.add_argument("--against", help="counterpart peer name instead of icepunch (aioice, werift, libnice)")
-    ap.add_argument("--peers", default="aioice,werift,libnice")
-    ap.add_argument("--paths", default="host,relay,tcp")
+    ap.add_argument("--peers", help="default aioice,werift,libnice; with --dtls aiortc,werift")
+    ap.add_argument("--paths", help="default host,relay,tcp; with --dtls host")
+    ap.add_argument("--dtls", action="store_true",
+                    help="DTLS over ICE: both sides --dtls, each a=setup variant, and a fingerprint mismatch")
     ap.add_argument("--libnice-peer", help="path of the built libnice-peer executable")
     ap.add_argument("--pair-timeout", type=float, default=20.0)
     ap.add_argument("--results", default=os.path.join(HERE, "RESULTS.md"))
     ap.add_argument("--keep", action="store_true", help="keep the work directory with the logs")
     args = ap.parse_args()
 
+    if args.peers is None:
+        args.peers = "aiortc,werift" if args.dtls else "aioice,werift,libnice"
+    if args.paths is None:
+        args.paths = "host" if args.dtls else "host,relay,tcp"
     peers = [p for p in args.peers.split(",") if p]
     paths = [p for p in args.paths.split(",") if p]
     available, skipped = {}, {}
@@ -413,7 +528,8 @@ def main():
                 jobs.append((p, counterpart, cp_cmd))
         elif len(names) > 1:
             q = names[(i + 1) % len(names)]
-            jobs.append((p, q, available[q]))
+            if not any(j[0] == q and j[1] == p for j in jobs):  # two peers: one job covers both
+                jobs.append((p, q, available[q]))
         else:
             skipped[p] = "no counterpart (no --icepunch, no other peer)"
 
@@ -429,41 +545,54 @@ def main():
                 print("relay path unavailable: %s" % exc, file=sys.stderr)
                 failures += 1
                 paths = [p for p in paths if p != "relay"]
+        variants = DTLS_VARIANTS + ["mismatch"] if args.dtls else [None]
         for peer, cp, cmd in jobs:
             for cp_role in ("controlled", "controlling"):
                 for path in paths:
                     if path == "tcp" and (peer in NO_ICE_TCP or cp in NO_ICE_TCP):
                         continue
-                    if cp_role == "controlled":
-                        r = run_pair(peer, available[peer], cp, cmd, path, turn, workdir, args.pair_timeout)
-                        rp, rc_ = r["ctl"], r["ctd"]
-                    else:
-                        r = run_pair(cp, cmd, peer, available[peer], path, turn, workdir, args.pair_timeout)
-                        rp, rc_ = r["ctd"], r["ctl"]
-                    status = "PASS" if r["ok"] else "FAIL"
-                    failures += 0 if r["ok"] else 1
-                    echoed = "%d/%d" % (r["echoed"], LINES)
-                    if r["extra"]:
-                        echoed += " +%d other" % r["extra"]
-                    rows.append([peer, cp, cp_role, path, fmt_side(rp), fmt_side(rc_), echoed, status])
-                    print("%s %s vs %s (%s %s) in %.1f s" % (status, peer, cp, cp, cp_role, r["secs"]),
-                          file=sys.stderr)
-                    if not r["ok"]:
-                        print("  logs: %s (rc controlling %s, controlled %s)" % (r["dir"], r["rc_ctl"], r["rc_ctd"]),
-                              file=sys.stderr)
-                        args.keep = True
+                    for v in variants:
+                        if cp_role == "controlled":
+                            r = run_pair(peer, available[peer], cp, cmd, path, turn, workdir,
+                                         args.pair_timeout, v)
+                            rp, rc_ = r["ctl"], r["ctd"]
+                        else:
+                            r = run_pair(cp, cmd, peer, available[peer], path, turn, workdir,
+                                         args.pair_timeout, v)
+                            rp, rc_ = r["ctd"], r["ctl"]
+                        status = "PASS" if r["ok"] else "FAIL"
+                        failures += 0 if r["ok"] else 1
+                        echoed = "%d/%d" % (r["echoed"], LINES)
+                        if r["extra"]:
+                            echoed += " +%d other" % r["extra"]
+                        row = [peer, cp, cp_role, path]
+                        if args.dtls:
+                            row.append(DTLS_LABELS[v if v == "mismatch" else v[0]])
+                            if v == "mismatch":
+                                echoed = "—"
+                        rows.append(row + [fmt_side(rp), fmt_side(rc_), echoed, status])
+                        print("%s %s vs %s (%s %s, %s%s) in %.1f s" % (
+                            status, peer, cp, cp, cp_role, path,
+                            ", dtls " + (v if v == "mismatch" else v[0]) if v else "", r["secs"]),
+                            file=sys.stderr)
+                        if not r["ok"]:
+                            print("  logs: %s (rc controlling %s, controlled %s)" % (
+                                r["dir"], r["rc_ctl"], r["rc_ctd"]), file=sys.stderr)
+                            args.keep = True
     finally:
         if turn:
             turn.stop()
 
-    head = ["peer", "counterpart", "counterpart role", "path", "peer connected",
-            "counterpart connected", "echoed", "result"]
+    head = ["peer", "counterpart", "counterpart role", "path"] + (["DTLS setup"] if args.dtls else []) + [
+        "peer connected", "counterpart connected", "echoed", "result"]
     if counterpart == "icepunch":
         title = "Against `icepunch connect`"
     elif counterpart:
         title = "Peers against %s (`run_interop.py --against %s`)" % (counterpart, counterpart)
     else:
         title = "Peers paired with each other (`run_interop.py` without `--icepunch`)"
+    if args.dtls:
+        title = "DTLS: " + title.replace("`run_interop.py", "`run_interop.py --dtls")
     section = ["## " + title, "",
                "Generated on %s (paths: %s)." % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                         ", ".join(paths) or "no path"), "",
@@ -471,7 +600,7 @@ def main():
     section += ["| " + " | ".join(r) + " |" for r in rows]
     verdict = "FAILED (CI=true, must run)" if strict() else "SKIPPED"
     for p, why in skipped.items():
-        section.append("| %s | — | — | — | — | — | — | %s: %s |" % (p, verdict, why))
+        section.append("| %s |%s %s: %s |" % (p, " — |" * (len(head) - 2), verdict, why))
         if strict():
             print("FAIL: CI=true and peer %s cannot run: %s" % (p, why), file=sys.stderr)
             failures += 1
