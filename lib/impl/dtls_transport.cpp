@@ -391,11 +391,12 @@ void DtlsTransport::drive(Output& out) {
         }
     }
     while (state_ == State::Connected) {
-        Datagram buffer(kMaxDtlsPlaintext);
-        int r = SSL_read(ssl_, buffer.data(), static_cast<int>(buffer.size()));
+        // Into one buffer kept for the session, then copied at its size: no 16 KiB zeroed per
+        // datagram.
+        readBuffer_.resize(kMaxDtlsPlaintext);
+        int r = SSL_read(ssl_, readBuffer_.data(), static_cast<int>(readBuffer_.size()));
         if (r > 0) {
-            buffer.resize(static_cast<std::size_t>(r));
-            out.received.push_back(std::move(buffer));
+            out.received.emplace_back(readBuffer_.begin(), readBuffer_.begin() + r);
             continue;
         }
         int error = SSL_get_error(ssl_, r);

@@ -122,6 +122,7 @@ private:
     SecureInfo info_;
     std::string verifyError_;
     std::optional<Fingerprint> matched_;
+    Datagram readBuffer_;
     // The BIO's view during one call.
     std::span<const std::byte> incoming_;
     Output* out_ = nullptr;
