@@ -128,47 +128,57 @@ Status Agent::restart(StreamId stream) {
     return dispatch(impl_, "restart", [stream](Impl& impl) { return impl.restart(stream); });
 }
 
-Status Agent::send(StreamId stream, ComponentId component, std::span<const std::byte> data) {
+namespace {
+
+// The checks every send makes: size, then the component's counters.
+Result<std::shared_ptr<Agent::Impl::Counters>> countersToSend(Agent::Impl& impl, StreamId stream,
+                                                              ComponentId component,
+                                                              std::span<const std::byte> data,
+                                                              const char* what) {
     if (data.empty()) {
-        return Error{"an empty datagram cannot be sent", ErrorCode::Empty};
+        return Error{std::string("an empty ") + what + " cannot be sent", ErrorCode::Empty};
     }
     if (data.size() > kMaxDatagramSize) {
-        return Error{"datagram of " + std::to_string(data.size()) + " bytes is over the limit of " +
-                         std::to_string(kMaxDatagramSize) + " (kMaxDatagramSize)",
+        return Error{std::string(what) + " of " + std::to_string(data.size()) +
+                         " bytes is over the limit of " + std::to_string(kMaxDatagramSize) +
+                         " (kMaxDatagramSize)",
                      ErrorCode::TooLarge};
     }
-    auto counters = impl_->counters(stream, component);
+    auto counters = impl.counters(stream, component);
     if (!counters) {
         return Error{"no stream " + std::to_string(stream) + " component " +
                          std::to_string(component),
                      ErrorCode::NoSuchStream};
     }
-    if (counters->secure) {
-        return impl_->sendSecure(*counters, component, data);
+    return counters;
+}
+
+} // namespace
+
+Status Agent::send(StreamId stream, ComponentId component, std::span<const std::byte> data) {
+    auto counters = countersToSend(*impl_, stream, component, data, "datagram");
+    if (!counters) {
+        return counters.error();
     }
-    return impl_->sendRaw(stream, *counters, component, data);
+    if ((*counters)->secure) {
+        return impl_->sendSecure(**counters, component, data);
+    }
+    return impl_->sendRaw(stream, **counters, component, data);
 }
 
 Status Agent::sendMedia(StreamId stream, ComponentId component, std::span<const std::byte> packet) {
-    if (packet.empty() || classifyPacket(packet[0]) != PacketKind::Rtp) {
+    if (!packet.empty() && classifyPacket(packet[0]) != PacketKind::Rtp) {
         return Error{"not RTP or RTCP: the first byte must be 128..191 (RFC 7983)",
                      ErrorCode::InvalidArgument};
     }
-    if (packet.size() > kMaxDatagramSize) {
-        return Error{"packet of " + std::to_string(packet.size()) + " bytes is over the limit of " +
-                         std::to_string(kMaxDatagramSize) + " (kMaxDatagramSize)",
-                     ErrorCode::TooLarge};
-    }
-    auto counters = impl_->counters(stream, component);
+    auto counters = countersToSend(*impl_, stream, component, packet, "packet");
     if (!counters) {
-        return Error{"no stream " + std::to_string(stream) + " component " +
-                         std::to_string(component),
-                     ErrorCode::NoSuchStream};
+        return counters.error();
     }
-    if (counters->secure && !counters->secure->connected) {
-        return impl_->notSecure(*counters);
+    if ((*counters)->secure && !(*counters)->secure->connected) {
+        return impl_->notSecure(**counters);
     }
-    return impl_->sendRaw(stream, *counters, component, packet);
+    return impl_->sendRaw(stream, **counters, component, packet);
 }
 
 Status Agent::send(StreamId stream, ComponentId component, std::string_view data) {

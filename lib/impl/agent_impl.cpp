@@ -2268,7 +2268,8 @@ bool Agent::Impl::ensureTransport(StreamId user, ComponentId c, Secure& secure) 
     return true;
 }
 
-void Agent::Impl::startSecure(StreamId user, ComponentId c) {
+void Agent::Impl::withSecure(StreamId user, ComponentId c,
+                             const std::function<void(Secure&, impl::DtlsTransport::Output&)>& fn) {
     auto counters = this->counters(user, c);
     if (!counters || !counters->secure) {
         return;
@@ -2277,31 +2278,27 @@ void Agent::Impl::startSecure(StreamId user, ComponentId c) {
     impl::DtlsTransport::Output out;
     {
         std::lock_guard lock(secure.mutex);
-        if (!ensureTransport(user, c, secure)) {
-            // reported below
-        } else if (!secure.transport->started()) {
-            secure.transport->start(out);
-        }
+        fn(secure, out);
     }
     afterSecure(user, c, secure, out);
 }
 
+void Agent::Impl::startSecure(StreamId user, ComponentId c) {
+    withSecure(user, c, [&](Secure& secure, impl::DtlsTransport::Output& out) {
+        if (ensureTransport(user, c, secure) && !secure.transport->started()) {
+            secure.transport->start(out);
+        }
+    });
+}
+
 void Agent::Impl::onSecureRecord(StreamId user, ComponentId c, std::span<const std::byte> data) {
-    auto counters = this->counters(user, c);
-    if (!counters || !counters->secure) {
-        return;
-    }
-    Secure& secure = *counters->secure;
-    impl::DtlsTransport::Output out;
-    {
-        std::lock_guard lock(secure.mutex);
+    withSecure(user, c, [&](Secure& secure, impl::DtlsTransport::Output& out) {
         // A record can come before our own side saw the pair selected: the server takes the
         // client's first flight at once rather than waiting for its retransmission.
         if (ensureTransport(user, c, secure)) {
             secure.transport->receive(data, out);
         }
-    }
-    afterSecure(user, c, secure, out);
+    });
 }
 
 void Agent::Impl::afterSecure(StreamId user, ComponentId c, Secure& secure,
@@ -2362,14 +2359,7 @@ void Agent::Impl::afterSecure(StreamId user, ComponentId c, Secure& secure,
 }
 
 void Agent::Impl::failSecure(StreamId user, ComponentId c, const std::string& why) {
-    auto counters = this->counters(user, c);
-    if (!counters || !counters->secure) {
-        return;
-    }
-    Secure& secure = *counters->secure;
-    impl::DtlsTransport::Output out;
-    {
-        std::lock_guard lock(secure.mutex);
+    withSecure(user, c, [&](Secure& secure, impl::DtlsTransport::Output& out) {
         if (secure.transport) {
             secure.transport->close(out); // close_notify: the peer stops too
             secure.transport.reset();
@@ -2377,8 +2367,7 @@ void Agent::Impl::failSecure(StreamId user, ComponentId c, const std::string& wh
         if (secure.failure.empty()) {
             secure.failure = why;
         }
-    }
-    afterSecure(user, c, secure, out);
+    });
 }
 
 void Agent::Impl::armSecureTimer(StreamId user, ComponentId c) {
@@ -2400,17 +2389,13 @@ void Agent::Impl::armSecureTimer(StreamId user, ComponentId c) {
     }
     secure.timer = startTimer(loop_->impl().context(), *after, weak_from_this(),
                               [user, c, counters](Impl& impl) {
-                                  Secure& s = *counters->secure;
-                                  g_source_unref(s.timer); // fired
-                                  s.timer = nullptr;
-                                  impl::DtlsTransport::Output out;
-                                  {
-                                      std::lock_guard lock(s.mutex);
+                                  g_source_unref(counters->secure->timer); // fired
+                                  counters->secure->timer = nullptr;
+                                  impl.withSecure(user, c, [](Secure& s, auto& out) {
                                       if (s.transport) {
                                           s.transport->handleTimeout(out);
                                       }
-                                  }
-                                  impl.afterSecure(user, c, s, out);
+                                  });
                               });
 }
 

@@ -173,6 +173,9 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     // goes to the app; every state change is reported once.
     using Secure = Counters::Secure;
     void startSecure(StreamId user, ComponentId component);
+    // Runs fn on the component's session under its lock, then sends and reports what it made.
+    void withSecure(StreamId user, ComponentId component,
+                    const std::function<void(Secure&, impl::DtlsTransport::Output&)>& fn);
     // Under secure.mutex: the transport, made on first need; false (and failed) if it cannot be.
     bool ensureTransport(StreamId user, ComponentId component, Secure& secure);
     void onSecureRecord(StreamId user, ComponentId component, std::span<const std::byte> data);
