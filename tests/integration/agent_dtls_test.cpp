@@ -196,6 +196,28 @@ TEST(AgentDtls, AnIceRestartKeepsTheDtlsAssociation) {
     EXPECT_TRUE(b.insecure.empty()) << describeSecure(b);
 }
 
+// The peer's description names another certificate mid-call (a swapped certificate): another
+// certificate is another association (RFC 8842), so this one ends, cleanly, on both sides.
+TEST(AgentDtls, ANewFingerprintMidCallEndsTheSessionOnBothSides) {
+    PeerPair peers(secureConfig(Role::Controlling), secureConfig(Role::Controlled));
+    peers.startTrickle();
+    ASSERT_TRUE(peers.a.events->waitSecure());
+    ASSERT_TRUE(peers.b.events->waitSecure());
+    auto description = peers.a.agent->localDescription(peers.a.stream).value();
+    auto stranger = Agent::create(secureConfig(Role::Controlling), {}).value();
+    auto strangerStream = stranger->addStream(1).value();
+    description.fingerprints = stranger->localDescription(strangerStream).value().fingerprints;
+    ASSERT_TRUE(peers.b.agent->setRemoteDescription(peers.b.stream, description));
+    ASSERT_TRUE(peers.b.events->waitFor([&] { return !peers.b.events->insecure.empty(); }));
+    EXPECT_THAT(peers.b.events->snapshot().insecure[0],
+                HasSubstr("changed its certificate fingerprint"));
+    ASSERT_TRUE(peers.a.events->waitFor([&] { return !peers.a.events->insecure.empty(); }));
+    EXPECT_THAT(peers.a.events->snapshot().insecure[0], HasSubstr("close_notify"));
+    EXPECT_FALSE(peers.a.agent->send(peers.a.stream, 1, "after"));
+    EXPECT_FALSE(peers.b.agent->send(peers.b.stream, 1, "after"));
+    EXPECT_NE(peers.b.agent->state(peers.b.stream, 1), ComponentState::Failed); // ICE stays up
+}
+
 TEST(AgentDtls, ClosingOneSideSendsCloseNotify) {
     PeerPair peers(secureConfig(Role::Controlling), secureConfig(Role::Controlled));
     peers.startTrickle();
