@@ -623,8 +623,11 @@ Diagnosis diagnose(const std::vector<Candidate>& local, const std::vector<Candid
     Diagnosis d;
     auto list = [](const std::vector<Candidate>& cs) {
         std::string out = "[";
-        for (std::size_t i = 0; i < cs.size(); ++i)
-            out += (i ? "," : "") + jsonString(cs[i].toString());
+        for (std::size_t i = 0; i < cs.size(); ++i) {
+            if (i)
+                out += ',';
+            out += jsonString(cs[i].toString()); // not "," + ...: GCC 12's -Wrestrict misfires
+        }
         return out + "]";
     };
     d.json = ",\"local_candidates\":" + list(local) + ",\"remote_candidates\":" + list(remote);
