@@ -178,6 +178,12 @@ Status Agent::sendMedia(StreamId stream, ComponentId component, std::span<const 
     if ((*counters)->secure && !(*counters)->secure->connected) {
         return impl_->notSecure(**counters);
     }
+    if ((*counters)->secure && !(*counters)->secure->srtp) {
+        // No keys: RTP would go out in the clear while security is on.
+        return Error{"no DTLS-SRTP profile was negotiated (SecurityConfig::srtpProfiles, or the "
+                     "peer offered none): no SRTP keys to protect media with",
+                     ErrorCode::NotSecure};
+    }
     return impl_->sendRaw(stream, **counters, component, packet);
 }
 

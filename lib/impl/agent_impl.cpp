@@ -1138,8 +1138,7 @@ void Agent::Impl::onReceive(StreamId id, ComponentId componentId, const char* da
         PacketKind kind = size ? classifyPacket(bytes[0]) : PacketKind::Other;
         if (kind == PacketKind::Dtls) {
             onSecureRecord(stream->user, componentId, bytes);
-        } else if (kind == PacketKind::Rtp && counters.secure->connected &&
-                   callbacks_.receivedMedia &&
+        } else if (kind == PacketKind::Rtp && counters.secure->srtp && callbacks_.receivedMedia &&
                    !enqueue(
                        Datagram{stream->user, componentId, {bytes.begin(), bytes.end()}, true})) {
             counters.packetsDropped += 1;
@@ -1460,16 +1459,8 @@ Status Agent::Impl::setRemote(StreamId user, const SessionDescription& descripti
         return noStream(user);
     }
     if (config_.security.enabled && !description.fingerprints.empty()) {
-        if (!u->remoteFingerprints.empty() && u->remoteFingerprints != description.fingerprints) {
-            // RFC 8842: another certificate needs another DTLS association; this one ends.
-            for (ComponentId c = 1; c <= active->components.size(); ++c) {
-                failSecure(user, c,
-                           "the peer's description changed its certificate fingerprint (to " +
-                               description.fingerprints.front().toString() +
-                               ") during the session");
-            }
-        }
-        u->remoteFingerprints = description.fingerprints;
+        noteRemoteFingerprints(user, *u, description.fingerprints,
+                               static_cast<unsigned>(active->components.size()));
     }
     if (description.setup) {
         u->remoteSetup = description.setup;
@@ -1802,6 +1793,13 @@ void Agent::Impl::promote(StreamId user) {
               "stream " + std::to_string(user) + ": the restarted session took over");
     updateIdleTimeout();
     startLivenessTimer();
+    if (config_.security.enabled) {
+        // The first connection may come through a restart: its Connected never passed
+        // setComponentState. Idempotent when the association exists.
+        for (ComponentId c = 1; c <= next->components.size(); ++c) {
+            later([user, c](Impl& impl) { impl.startSecure(user, c); });
+        }
+    }
 }
 
 // Removed soon, not now: this may run inside one of the stream's own signals.
@@ -2216,7 +2214,50 @@ void Agent::Impl::drain() {
 
 // ------------------------------------------------------------------------------------ DTLS
 
-bool Agent::Impl::ensureTransport(StreamId user, ComponentId c, Secure& secure) {
+// The peer's fingerprints from a description. Another set than before ends the association only
+// if it no longer names the certificate the handshake is checking against (RFC 8842: another
+// certificate is another association); more lines or another order are the same peer.
+void Agent::Impl::noteRemoteFingerprints(StreamId user, UserStream& u,
+                                         const std::vector<Fingerprint>& fingerprints,
+                                         unsigned components) {
+    auto names = [&](const Fingerprint& f) {
+        return std::find(fingerprints.begin(), fingerprints.end(), f) != fingerprints.end();
+    };
+    bool hadNone = u.remoteFingerprints.empty();
+    bool stillNamed =
+        hadNone || std::any_of(u.remoteFingerprints.begin(), u.remoteFingerprints.end(), names);
+    for (ComponentId c = 1; c <= components; ++c) {
+        auto counters = this->counters(user, c);
+        bool started = false;
+        if (counters && counters->secure) {
+            std::lock_guard lock(counters->secure->mutex);
+            started = counters->secure->transport != nullptr;
+        }
+        if (started && !stillNamed) {
+            failSecure(user, c,
+                       "the peer's description changed its certificate fingerprint (to " +
+                           fingerprints.front().toString() + ") during the session");
+        }
+    }
+    if (!stillNamed || hadNone) {
+        u.remoteFingerprints = fingerprints;
+    } else {
+        for (const auto& f : fingerprints) { // keep the old ones the handshake may check
+            if (std::find(u.remoteFingerprints.begin(), u.remoteFingerprints.end(), f) ==
+                u.remoteFingerprints.end()) {
+                u.remoteFingerprints.push_back(f);
+            }
+        }
+    }
+    if (hadNone) {
+        // ICE may have connected before the fingerprint came (written after the credentials).
+        for (ComponentId c = 1; c <= components; ++c) {
+            later([user, c](Impl& impl) { impl.startSecure(user, c); });
+        }
+    }
+}
+
+bool Agent::Impl::ensureTransport(StreamId user, ComponentId c, Secure& secure, bool controlling) {
     if (secure.transport) {
         return true;
     }
@@ -2224,13 +2265,8 @@ bool Agent::Impl::ensureTransport(StreamId user, ComponentId c, Secure& secure) 
         return false;
     }
     UserStream* u = findUser(user);
-    if (!u) {
-        return false;
-    }
-    if (u->remoteFingerprints.empty()) {
-        secure.failure = "the peer's description has no usable a=fingerprint: security is on "
-                         "(AgentConfig::security), so nothing is sent to it";
-        return false;
+    if (!u || u->remoteFingerprints.empty()) {
+        return false; // not yet: see startSecure
     }
     // RFC 8842 roles; both actpass: the ICE-controlled side is the client (as it would be
     // the answerer's choice in offer/answer, RFC 5763 section 5).
@@ -2238,8 +2274,6 @@ bool Agent::Impl::ensureTransport(StreamId user, ComponentId c, Secure& secure) 
     DtlsSetup remote = u->remoteSetup.value_or(DtlsSetup::ActPass);
     bool client = false;
     if (local == DtlsSetup::ActPass && remote == DtlsSetup::ActPass) {
-        gboolean controlling = FALSE;
-        g_object_get(agent_, "controlling-mode", &controlling, nullptr);
         client = !controlling;
     } else if (local == remote) {
         secure.failure = std::string("both sides are DTLS ") + std::string(toString(local)) +
@@ -2261,11 +2295,16 @@ bool Agent::Impl::ensureTransport(StreamId user, ComponentId c, Secure& secure) 
         return false;
     }
     secure.transport = std::move(*transport);
-    impl::log(LogLevel::Info, "stream " + std::to_string(user) + " component " + std::to_string(c) +
-                                  ": DTLS " + (client ? "client" : "server") + " (setup " +
-                                  std::string(toString(local)) + " vs the peer's " +
-                                  std::string(toString(remote)) + ")");
+    secure.note = "stream " + std::to_string(user) + " component " + std::to_string(c) + ": DTLS " +
+                  (client ? "client" : "server") + " (setup " + std::string(toString(local)) +
+                  " vs the peer's " + std::string(toString(remote)) + ")";
     return true;
+}
+
+bool Agent::Impl::controlling() {
+    gboolean controlling = FALSE;
+    g_object_get(agent_, "controlling-mode", &controlling, nullptr);
+    return controlling;
 }
 
 void Agent::Impl::withSecure(StreamId user, ComponentId c,
@@ -2283,19 +2322,29 @@ void Agent::Impl::withSecure(StreamId user, ComponentId c,
     afterSecure(user, c, secure, out);
 }
 
+// ICE is connected: the handshake starts (the client's first flight; the server's clock). The
+// peer's fingerprint may still be on its way (a description written in pieces): it gets
+// kFingerprintGrace, then the component fails.
 void Agent::Impl::startSecure(StreamId user, ComponentId c) {
+    bool controlling = this->controlling();
     withSecure(user, c, [&](Secure& secure, impl::DtlsTransport::Output& out) {
-        if (ensureTransport(user, c, secure) && !secure.transport->started()) {
-            secure.transport->start(out);
+        if (ensureTransport(user, c, secure, controlling)) {
+            if (!secure.transport->started()) {
+                secure.transport->start(out);
+            }
+        } else if (secure.failure.empty() && !secure.fingerprintDeadline) {
+            secure.fingerprintDeadline = Clock::now() + kFingerprintGrace;
         }
     });
 }
 
 void Agent::Impl::onSecureRecord(StreamId user, ComponentId c, std::span<const std::byte> data) {
+    bool controlling = this->controlling();
     withSecure(user, c, [&](Secure& secure, impl::DtlsTransport::Output& out) {
         // A record can come before our own side saw the pair selected: the server takes the
-        // client's first flight at once rather than waiting for its retransmission.
-        if (ensureTransport(user, c, secure)) {
+        // client's first flight at once rather than waiting for its retransmission. Before
+        // the peer's fingerprint is known it is dropped (the client sends it again).
+        if (ensureTransport(user, c, secure, controlling)) {
             secure.transport->receive(data, out);
         }
     });
@@ -2308,21 +2357,28 @@ void Agent::Impl::afterSecure(StreamId user, ComponentId c, Secure& secure,
         return;
     }
     sendRecords(*counters, c, out.send);
-    for (auto& datagram : out.received) {
-        if (callbacks_.received && !enqueue(Datagram{user, c, std::move(datagram)})) {
-            counters->packetsDropped += 1;
-        }
-    }
     std::optional<SecureInfo> connected;
     std::string ended;
+    std::string note;
     {
         std::lock_guard lock(secure.mutex);
+        note = std::move(secure.note);
+        secure.note.clear();
+        if (!secure.transport && secure.failure.empty() && secure.fingerprintDeadline &&
+            Clock::now() >= *secure.fingerprintDeadline) {
+            secure.failure = "the peer's description has no usable a=fingerprint (none came "
+                             "within " +
+                             std::to_string(kFingerprintGrace.count()) +
+                             " ms of connecting): security is on (AgentConfig::security), so "
+                             "nothing is sent to it";
+        }
         auto state =
             secure.transport ? secure.transport->state() : impl::DtlsTransport::State::Failed;
         if (state == impl::DtlsTransport::State::Connected && !secure.reportedConnected) {
             secure.reportedConnected = true;
-            secure.connected = true;
             connected = secure.transport->info();
+            secure.srtp = connected->srtp.has_value();
+            secure.connected = true;
         } else if ((state == impl::DtlsTransport::State::Failed ||
                     state == impl::DtlsTransport::State::Closed) &&
                    !secure.reportedEnd) {
@@ -2336,6 +2392,9 @@ void Agent::Impl::afterSecure(StreamId user, ComponentId c, Secure& secure,
             }
         }
     }
+    if (!note.empty()) {
+        impl::log(LogLevel::Info, note);
+    }
     if (connected) {
         impl::log(LogLevel::Info, "stream " + std::to_string(user) + " component " +
                                       std::to_string(c) + ": DTLS " + connected->version + " " +
@@ -2345,6 +2404,12 @@ void Agent::Impl::afterSecure(StreamId user, ComponentId c, Secure& secure,
                 callbacks_.secureConnected(user, c, info);
             }
         });
+    }
+    // After secureConnected: what came with the handshake's last flight is delivered after it.
+    for (auto& datagram : out.received) {
+        if (callbacks_.received && !enqueue(Datagram{user, c, std::move(datagram)})) {
+            counters->packetsDropped += 1;
+        }
     }
     if (!ended.empty()) {
         impl::log(LogLevel::Warning, "stream " + std::to_string(user) + " component " +
@@ -2382,6 +2447,10 @@ void Agent::Impl::armSecureTimer(StreamId user, ComponentId c) {
         std::lock_guard lock(secure.mutex);
         if (secure.transport) {
             after = secure.transport->timeout();
+        } else if (secure.failure.empty() && secure.fingerprintDeadline) {
+            after = std::max(std::chrono::milliseconds(0),
+                             std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 *secure.fingerprintDeadline - Clock::now()));
         }
     }
     if (!after) {

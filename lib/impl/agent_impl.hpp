@@ -51,6 +51,10 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
             GSource* timer = nullptr;       // loop thread: the transport's next deadline
             bool reportedConnected = false; // loop thread
             bool reportedEnd = false;       // loop thread: secureFailed said
+            std::atomic<bool> srtp{false};  // connected with a DTLS-SRTP profile
+            std::string note;               // under mutex: a log line to write after unlocking
+            // under mutex: ICE connected without the peer's fingerprint; fails after this
+            std::optional<std::chrono::steady_clock::time_point> fingerprintDeadline;
         };
         std::shared_ptr<Secure> secure;
     };
@@ -177,7 +181,11 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     void withSecure(StreamId user, ComponentId component,
                     const std::function<void(Secure&, impl::DtlsTransport::Output&)>& fn);
     // Under secure.mutex: the transport, made on first need; false (and failed) if it cannot be.
-    bool ensureTransport(StreamId user, ComponentId component, Secure& secure);
+    bool ensureTransport(StreamId user, ComponentId component, Secure& secure, bool controlling);
+    bool controlling(); // libnice's role, after any role conflict
+    void noteRemoteFingerprints(StreamId user, UserStream& u,
+                                const std::vector<Fingerprint>& fingerprints, unsigned components);
+    static constexpr std::chrono::milliseconds kFingerprintGrace{1000};
     void onSecureRecord(StreamId user, ComponentId component, std::span<const std::byte> data);
     void afterSecure(StreamId user, ComponentId component, Secure& secure,
                      impl::DtlsTransport::Output& out);

@@ -146,7 +146,10 @@ Result<std::shared_ptr<DtlsCertificate>> DtlsCertificate::fromPem(std::string_vi
                      ErrorCode::InvalidArgument};
     }
     EVP_PKEY* key = read(privateKey, [](BIO* bio) {
-        return PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
+        // No passphrase callback: OpenSSL's default one would prompt on the terminal, on the
+        // loop thread.
+        return PEM_read_bio_PrivateKey(
+            bio, nullptr, [](char*, int, int, void*) { return -1; }, nullptr);
     });
     if (!key) {
         X509_free(x509);
@@ -495,7 +498,9 @@ Status DtlsTransport::write(std::span<const std::byte> data, Output& out) {
     int r = SSL_write(ssl_, data.data(), static_cast<int>(data.size()));
     out_ = nullptr;
     if (r <= 0) {
-        return Error{openSslError("DTLS cannot encrypt")};
+        std::string why = openSslError("DTLS cannot encrypt");
+        fail(why);
+        return Error{why, ErrorCode::ConsentLost};
     }
     return {};
 }

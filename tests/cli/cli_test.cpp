@@ -240,6 +240,10 @@ TEST_F(CliTest, ConnectDtlsEchoesEncryptedAndSaysHowItIsSecured) {
     for (const std::string& path : std::vector<std::string>{
              "--interface 127.0.0.1", "--interface 127.0.0.1 --relay-only --turn " +
                                           turn_->uri("turn", "tcp") + " " + creds()}) {
+        // Each run with files of its own: a peer reading the last run's description would
+        // rightly take the new one for a changed certificate.
+        std::filesystem::remove(cli_.path("a.sdp"));
+        std::filesystem::remove(cli_.path("b.sdp"));
         Outcome a, b;
         std::string message = "secret line one\nsecret line two\n";
         connectPair(path + " --dtls", message, a, b);

@@ -218,6 +218,36 @@ TEST(AgentDtls, ANewFingerprintMidCallEndsTheSessionOnBothSides) {
     EXPECT_NE(peers.b.agent->state(peers.b.stream, 1), ComponentState::Failed); // ICE stays up
 }
 
+// The first connection comes through a restart's session (promoted, not connected the usual
+// way): the handshake must start all the same.
+TEST(AgentDtls, AFirstConnectionThroughARestartIsSecuredToo) {
+    PeerPair peers(secureConfig(Role::Controlling), secureConfig(Role::Controlled));
+    peers.startTrickle();
+    ASSERT_TRUE(peers.a.agent->restart(peers.a.stream));
+    ASSERT_TRUE(peers.a.events->waitSecure()) << describeSecure(peers.a.events->snapshot());
+    ASSERT_TRUE(peers.b.events->waitSecure()) << describeSecure(peers.b.events->snapshot());
+    ASSERT_TRUE(exchange(peers.a, peers.b, 20, 100));
+    ASSERT_TRUE(exchange(peers.b, peers.a, 20, 100));
+}
+
+// ICE may connect before the fingerprint arrives (a description written in pieces): the
+// handshake waits for it rather than failing.
+TEST(AgentDtls, AFingerprintThatComesAfterTheCredentialsIsWaitedFor) {
+    PeerPair peers(secureConfig(Role::Controlling), secureConfig(Role::Controlled));
+    SessionDescription late;
+    ASSERT_TRUE(exchangeDescriptions(peers, [&](SessionDescription& toB, SessionDescription&) {
+        late = toB;
+        toB.fingerprints.clear();
+        toB.setup.reset();
+    }));
+    ASSERT_TRUE(peers.waitConnected());
+    late.candidates.clear();
+    ASSERT_TRUE(peers.b.agent->setRemoteDescription(peers.b.stream, late));
+    ASSERT_TRUE(peers.a.events->waitSecure()) << describeSecure(peers.a.events->snapshot());
+    ASSERT_TRUE(peers.b.events->waitSecure()) << describeSecure(peers.b.events->snapshot());
+    ASSERT_TRUE(exchange(peers.a, peers.b, 20, 100));
+}
+
 TEST(AgentDtls, ClosingOneSideSendsCloseNotify) {
     PeerPair peers(secureConfig(Role::Controlling), secureConfig(Role::Controlled));
     peers.startTrickle();
@@ -296,6 +326,19 @@ TEST(AgentDtls, SrtpKeyedFromDtlsCarriesRtpThatTheOtherSideUnprotects) {
         EXPECT_EQ(peers.b.events->snapshot().received, 0u); // not mistaken for DTLS data
         srtp_dealloc(sender);
         srtp_dealloc(receiver);
+    }
+    // No profile negotiated: no keys, so no media beside DTLS (it would go in the clear).
+    {
+        auto ca = secureConfig(Role::Controlling);
+        ca.security.srtpProfiles.clear();
+        PeerPair plain(ca, secureConfig(Role::Controlled));
+        plain.startTrickle();
+        ASSERT_TRUE(plain.a.events->waitSecure());
+        EXPECT_FALSE(plain.a.events->snapshot().secured[0].srtp);
+        auto media = plain.a.agent->sendMedia(plain.a.stream, 1,
+                                              std::vector<std::byte>(20, std::byte{0x80}));
+        ASSERT_FALSE(media);
+        EXPECT_EQ(media.error().code, ErrorCode::NotSecure);
     }
     // Not RTP: refused.
     PeerPair peers(secureConfig(Role::Controlling), secureConfig(Role::Controlled));
