@@ -2326,6 +2326,14 @@ void Agent::Impl::withSecure(StreamId user, ComponentId c,
 // peer's fingerprint may still be on its way (a description written in pieces): it gets
 // kFingerprintGrace, then the component fails.
 void Agent::Impl::startSecure(StreamId user, ComponentId c) {
+    // Only over a connected component: a first flight sent before ICE has a pair is lost and
+    // costs a retransmission (200 ms). A fingerprint that comes first waits for Connected.
+    Stream* active = findUserStream(user);
+    if (!active || c < 1 || c > active->components.size() ||
+        (active->components[c - 1].state != ComponentState::Connected &&
+         active->components[c - 1].state != ComponentState::Completed)) {
+        return;
+    }
     bool controlling = this->controlling();
     withSecure(user, c, [&](Secure& secure, impl::DtlsTransport::Output& out) {
         if (ensureTransport(user, c, secure, controlling)) {
