@@ -182,9 +182,13 @@ TEST_F(CliTest, ConnectDirectEchoesThroughFiles) {
     EXPECT_TRUE(contains(json, "\"transport\":\"udp\"")) << json;
     EXPECT_FALSE(contains(json, "relay_protocol")) << json;
     EXPECT_EQ(dataAfterResultLine(a), message);
-    // The echo side writes its result line and nothing else.
+    // The echo side writes its result line and no data: at most event lines after it (A's
+    // leaving may be seen as a disconnect before --idle ends, on a slow build).
     EXPECT_TRUE(b.out.starts_with("{\"connected\":true,")) << b.out;
-    EXPECT_EQ(b.out.find('\n'), b.out.size() - 1) << b.out;
+    std::istringstream lines(b.out.substr(b.out.find('\n') + 1));
+    for (std::string line; std::getline(lines, line);) {
+        EXPECT_TRUE(line.starts_with("{\"event\":")) << b.out;
+    }
     EXPECT_TRUE(contains(readFile(cli_.path("a.sdp")), "a=end-of-candidates\r\n"));
 }
 
