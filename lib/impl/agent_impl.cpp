@@ -93,6 +93,36 @@ GSource* startTimer(GMainContext* context, std::chrono::milliseconds after,
     return source;
 }
 
+// A timer that stays attached and is armed with g_source_set_ready_time. Re-armed from its own
+// callback it signals nothing (GLib wakes a context only for a source that is not dispatching),
+// where a new timeout source per tick would wake the loop's context driver and allocate.
+GSource* newTicker(GMainContext* context, std::weak_ptr<Impl> impl, std::function<void(Impl&)> fn) {
+    static GSourceFuncs funcs = {
+        nullptr,
+        nullptr,
+        [](GSource* source, GSourceFunc callback, gpointer data) -> gboolean {
+            g_source_set_ready_time(source, -1);
+            return callback(data);
+        },
+        nullptr,
+        nullptr,
+        nullptr};
+    GSource* source = g_source_new(&funcs, sizeof(GSource));
+    g_source_set_callback(
+        source,
+        [](gpointer p) -> gboolean {
+            auto* data = static_cast<TimerData*>(p);
+            if (auto impl = data->impl.lock()) {
+                data->fn(*impl);
+            }
+            return G_SOURCE_CONTINUE;
+        },
+        new TimerData{std::move(impl), std::move(fn)},
+        [](gpointer p) { delete static_cast<TimerData*>(p); });
+    g_source_attach(source, context);
+    return source;
+}
+
 void stopTimer(GSource*& source) {
     if (source) {
         g_source_destroy(source);
@@ -168,7 +198,9 @@ Status Agent::Impl::init() {
     if (config_.consentFreshness) {
         addFlag(NICE_AGENT_OPTION_CONSENT_FRESHNESS);
     }
-    agent_ = nice_agent_new_full(loop_->impl().context(), NICE_COMPATIBILITY_RFC5245, flags);
+    contextLease_ = loop_->impl().agentContext();
+    context_ = contextLease_.get();
+    agent_ = nice_agent_new_full(context_, NICE_COMPATIBILITY_RFC5245, flags);
     if (!agent_) {
         return Error{"libnice could not create an agent"};
     }
@@ -247,7 +279,7 @@ Result<StreamId> Agent::Impl::addNiceStream(unsigned components, StreamId user) 
         if (config_.portMin || config_.portMax) {
             nice_agent_set_port_range(agent_, id, c, config_.portMin, config_.portMax);
         }
-        nice_agent_attach_recv(agent_, id, c, loop_->impl().context(), receiveCb, this);
+        nice_agent_attach_recv(agent_, id, c, context_, receiveCb, this);
         std::lock_guard lock(countersMutex_);
         // The app's counters: a restart's stream adds to the same ones.
         auto& shared = counters_[{stream.user, c}];
@@ -354,9 +386,8 @@ Status Agent::Impl::gatherStream(StreamId id) {
         return Error{"gathering failed: no usable local address (check the interface list)"};
     }
     stream->gatherStarted = true;
-    stream->gatherTimer =
-        startTimer(loop_->impl().context(), gatherTimeoutOf(*stream), weak_from_this(),
-                   [id](Impl& impl) { impl.onGatherTimeout(id); });
+    stream->gatherTimer = startTimer(context_, gatherTimeoutOf(*stream), weak_from_this(),
+                                     [id](Impl& impl) { impl.onGatherTimeout(id); });
     // STUN servers beyond the first are not used by libnice: probe them for a status. With a
     // TURN/UDP server the srflx may come from its Allocate instead, so probe the first one too.
     // A TURN server listed again on the same address (turn:H and turn:H?transport=tcp) gets no
@@ -523,8 +554,8 @@ void Agent::Impl::startUdpSilenceTimer(StreamId id, size_t tcpSlot,
     }
     std::string host = lowercase(stream->servers[tcpSlot].status.uri.host);
     auto grace = std::max(std::chrono::milliseconds(300), tcpElapsed);
-    stream->udpSilenceTimer = startTimer(
-        loop_->impl().context(), grace, weak_from_this(), [id, host, tcpSlot](Impl& impl) {
+    stream->udpSilenceTimer =
+        startTimer(context_, grace, weak_from_this(), [id, host, tcpSlot](Impl& impl) {
             Stream* stream = impl.findStream(id);
             if (!stream) {
                 return;
@@ -1312,7 +1343,7 @@ bool Agent::Impl::isMdnsName(const std::string& address) {
 // added with the address, or skipped and reported.
 void Agent::Impl::resolveMdnsCandidate(StreamId id, const Candidate& candidate) {
     if (!mdns_) {
-        mdns_ = impl::MdnsResolver::create(loop_->impl().context());
+        mdns_ = impl::MdnsResolver::create(context_);
     }
     ++findStream(id)->mdnsPending;
     mdns_->resolve(
@@ -1378,9 +1409,8 @@ void Agent::Impl::startConnectTimer(StreamId id) {
     if (all) {
         return;
     }
-    stream->connectTimer =
-        startTimer(loop_->impl().context(), config_.connectTimeout, weak_from_this(),
-                   [id](Impl& impl) { impl.onConnectTimeout(id); });
+    stream->connectTimer = startTimer(context_, config_.connectTimeout, weak_from_this(),
+                                      [id](Impl& impl) { impl.onConnectTimeout(id); });
 }
 
 void Agent::Impl::onConnectTimeout(StreamId id) {
@@ -1625,8 +1655,8 @@ void Agent::Impl::armAttemptTimer(StreamId user, StreamId id) {
     stopTimer(u->attemptTimer);
     auto timeout =
         u->recovery.active() ? u->recovery.config().attemptTimeout : config_.connectTimeout;
-    u->attemptTimer = startTimer(
-        loop_->impl().context(), timeout, weak_from_this(), [user, id, timeout](Impl& impl) {
+    u->attemptTimer =
+        startTimer(context_, timeout, weak_from_this(), [user, id, timeout](Impl& impl) {
             UserStream* us = impl.findUser(user);
             if (!us) {
                 return;
@@ -1702,7 +1732,7 @@ void Agent::Impl::onAttemptFailed(StreamId user, StreamId id, const std::string&
     std::string again = u->reason;
     unsigned attempt = u->recovery.attempts();
     u->attemptTimer =
-        startTimer(loop_->impl().context(), decision.retryAfter, weak_from_this(),
+        startTimer(context_, decision.retryAfter, weak_from_this(),
                    [user, again, attempt, reason](Impl& impl) {
                        UserStream* us = impl.findUser(user);
                        if (!us) {
@@ -1825,8 +1855,8 @@ void Agent::Impl::discardStream(StreamId id) {
 // On the loop, once the current signal emission is over; not after teardown (which closes the
 // agent, streams and all).
 void Agent::Impl::later(std::function<void(Impl&)> fn) {
-    GSource* source = startTimer(loop_->impl().context(), std::chrono::milliseconds(0),
-                                 weak_from_this(), [fn = std::move(fn)](Impl& impl) {
+    GSource* source = startTimer(context_, std::chrono::milliseconds(0), weak_from_this(),
+                                 [fn = std::move(fn)](Impl& impl) {
                                      if (impl.agent_) {
                                          fn(impl);
                                      }
@@ -1894,6 +1924,7 @@ void Agent::Impl::pruneChecksOverTcpRelay(StreamId id, ComponentId) {
 
 // libnice failed a connected component: 10 s without a consent answer, or its socket is gone.
 void Agent::Impl::onPathFailed(StreamId id, ComponentId c) {
+    startLivenessTimer(); // a quiet call's timer sleeps: the re-armed window needs it again
     Stream* stream = findStream(id);
     UserStream* u = findUser(stream->user);
     NiceCandidate* local = nullptr;
@@ -1925,6 +1956,7 @@ void Agent::Impl::onPathFailed(StreamId id, ComponentId c) {
 }
 
 void Agent::Impl::onPathLost(StreamId id, ComponentId c, const std::string& reason) {
+    startLivenessTimer();
     Stream* stream = findStream(id);
     if (!stream || stream->pending || stream->discarded) {
         return;
@@ -2000,21 +2032,50 @@ void Agent::Impl::setUserState(StreamId id, ComponentId c, ComponentState state)
 }
 
 void Agent::Impl::startLivenessTimer(std::optional<std::chrono::milliseconds> after) {
-    if (livenessTimer_ || !agent_) {
+    if (livenessArmed_ || !agent_) {
         return;
     }
+    livenessAsleep_ = false;
     auto period =
         after.value_or(std::max(std::chrono::milliseconds(100), config_.disconnectedTimeout / 4));
-    livenessTimer_ = startTimer(loop_->impl().context(), period, weak_from_this(), [](Impl& impl) {
-        g_source_unref(impl.livenessTimer_); // fired
-        impl.livenessTimer_ = nullptr;
-        impl.onLivenessTick();
+    if (!livenessTimer_) {
+        livenessTimer_ = newTicker(context_, weak_from_this(), [](Impl& impl) {
+            impl.livenessArmed_ = false;
+            impl.onLivenessTick();
+        });
+    }
+    livenessArmed_ = true;
+    g_source_set_ready_time(
+        livenessTimer_, g_get_monotonic_time() +
+                            std::chrono::duration_cast<std::chrono::microseconds>(period).count());
+}
+
+void Agent::Impl::wakeLiveness() {
+    loop_->post([weak = weak_from_this()] {
+        if (auto impl = weak.lock()) {
+            impl->startLivenessTimer();
+        }
     });
 }
 
 void Agent::Impl::onLivenessTick() {
     auto now = Clock::now();
     bool watching = false;
+    bool quiet = true;
+    // The newest send on any watched component, to tell whether one came while going to sleep.
+    auto newestSend = [this] {
+        int64_t newest = 0;
+        for (auto& [user, u] : users_) {
+            if (Stream* stream = findStream(u.active)) {
+                for (auto& component : stream->components) {
+                    newest = std::max(
+                        newest, component.counters->lastSentNs.load(std::memory_order_relaxed));
+                }
+            }
+        }
+        return newest;
+    };
+    int64_t newest = newestSend();
     auto next = std::max(std::chrono::milliseconds(100), config_.disconnectedTimeout / 4);
     for (auto& [user, u] : users_) {
         Stream* stream = findStream(u.active);
@@ -2046,6 +2107,8 @@ void Agent::Impl::onLivenessTick() {
                 setUserState(u.active, c, ComponentState::Connected);
                 endRecovery(user);
             }
+            quiet = quiet && component.state != ComponentState::Disconnected &&
+                    !u.recovery.active() && live.quiet(now);
             if (auto due = live.silenceDue(); due && *due > now) {
                 // Silence reaches the limit then: look at that moment, not up to a tick later.
                 auto until = std::chrono::ceil<std::chrono::milliseconds>(*due - now);
@@ -2053,9 +2116,20 @@ void Agent::Impl::onLivenessTick() {
             }
         }
     }
-    if (watching) {
-        startLivenessTimer(next);
+    if (!watching) {
+        return;
     }
+    if (quiet) {
+        // Asleep first, then look again at the send times: a send racing this either sees the
+        // flag and wakes the timer, or is seen here (both sides fence).
+        livenessAsleep_.store(true, std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (newestSend() == newest) {
+            return;
+        }
+        livenessAsleep_ = false;
+    }
+    startLivenessTimer(next);
 }
 
 void Agent::Impl::teardown() {
@@ -2115,7 +2189,7 @@ void Agent::Impl::teardown() {
         for (unsigned c = 1; c <= stream.components.size(); ++c) {
             // Not detached: libnice reads a component's sockets only while a receive callback
             // is attached, and the answers to its TURN deallocations arrive there.
-            nice_agent_attach_recv(agent_, id, c, loop_->impl().context(), discardCb, nullptr);
+            nice_agent_attach_recv(agent_, id, c, context_, discardCb, nullptr);
         }
         stopTimer(stream.gatherTimer);
         stopTimer(stream.connectTimer);
@@ -2464,16 +2538,15 @@ void Agent::Impl::armSecureTimer(StreamId user, ComponentId c) {
     if (!after) {
         return;
     }
-    secure.timer = startTimer(loop_->impl().context(), *after, weak_from_this(),
-                              [user, c, counters](Impl& impl) {
-                                  g_source_unref(counters->secure->timer); // fired
-                                  counters->secure->timer = nullptr;
-                                  impl.withSecure(user, c, [](Secure& s, auto& out) {
-                                      if (s.transport) {
-                                          s.transport->handleTimeout(out);
-                                      }
-                                  });
-                              });
+    secure.timer = startTimer(context_, *after, weak_from_this(), [user, c, counters](Impl& impl) {
+        g_source_unref(counters->secure->timer); // fired
+        counters->secure->timer = nullptr;
+        impl.withSecure(user, c, [](Secure& s, auto& out) {
+            if (s.transport) {
+                s.transport->handleTimeout(out);
+            }
+        });
+    });
 }
 
 void Agent::Impl::sendRecords(Counters& counters, ComponentId c,

@@ -169,6 +169,8 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     void onLivenessTick();
     // Next tick after `after`, or the default period (a quarter of disconnectedTimeout).
     void startLivenessTimer(std::optional<std::chrono::milliseconds> after = std::nullopt);
+    // From any thread, after a send: the liveness timer was asleep, start it again.
+    void wakeLiveness();
     std::string refreshLocalAddresses();
     void onPendingState(StreamId id, ComponentId component, NiceComponentState state);
     void maybePromote(StreamId id);
@@ -271,12 +273,19 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     AgentConfig config_;
     Callbacks callbacks_;
     std::shared_ptr<EventLoop> loop_;
+    // The context of the loop's that runs this agent's sources (see EventLoop::Impl).
+    std::shared_ptr<GMainContext> contextLease_;
+    GMainContext* context_ = nullptr;
     NiceAgent* agent_ = nullptr;
     std::shared_ptr<CallbackGate> gate_ = std::make_shared<CallbackGate>();
     std::map<StreamId, Stream> streams_;      // by libnice stream id
     std::map<StreamId, UserStream> users_;    // by the app's StreamId (snapshot readers too)
     std::vector<std::string> localAddresses_; // given to libnice, for new streams too
+    // Persistent: re-armed from its own callback, which wakes nothing (see newTicker).
     GSource* livenessTimer_ = nullptr;
+    bool livenessArmed_ = false;
+    // Every component is quiet (Liveness::quiet) and the timer sleeps: the next send wakes it.
+    std::atomic<bool> livenessAsleep_{false};
     std::vector<std::unique_ptr<impl::TlsBridge>> bridges_; // one per turns: address
     std::shared_ptr<impl::MdnsResolver> mdns_;              // made on the first .local candidate
     GCancellable* resolveCancel_ = nullptr;                 // pending host name lookups

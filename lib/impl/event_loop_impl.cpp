@@ -4,6 +4,7 @@
 #include <sched.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include <chrono>
@@ -55,7 +56,7 @@ void deleteTask(gpointer data) {
 }
 
 gboolean quitLoop(gpointer data) {
-    g_main_loop_quit(static_cast<GMainLoop*>(data));
+    *static_cast<bool*>(data) = true;
     return G_SOURCE_REMOVE;
 }
 
@@ -70,11 +71,12 @@ void attachIdle(GMainContext* context, GSourceFunc fn, gpointer data, GDestroyNo
 
 } // namespace
 
-EventLoop::Impl::State::State()
-    : context(g_main_context_new()), loop(g_main_loop_new(context, FALSE)) {}
+EventLoop::Impl::State::State() : context(impl::ContextDriver::newContext()) {}
 
 EventLoop::Impl::State::~State() {
-    g_main_loop_unref(loop);
+    for (auto& slot : slots) {
+        g_main_context_unref(slot->context);
+    }
     // Destroys remaining sources: their destroy-notifies release any waiter.
     g_main_context_unref(context);
 }
@@ -90,31 +92,72 @@ EventLoop::Impl::Impl(const std::string& name, int netnsFd) : state_(std::make_s
         }
         tOnLoopThread = true;
         g_main_context_push_thread_default(state->context);
+        impl::ContextDriver driver;
+        if (!driver.error().empty() && startError_.empty()) {
+            startError_ = driver.error();
+        }
+        driver.add(state->context);
+        state->driver = &driver;
         started.set_value(std::this_thread::get_id());
         run(state);
+        state->driver = nullptr;
         g_main_context_pop_thread_default(state->context);
     });
     threadId_ = startedFuture.get();
 }
 
 void EventLoop::Impl::run(const std::shared_ptr<State>& state) {
-    g_main_loop_run(state->loop);
+    while (!state->quit) {
+        state->driver->turn(std::nullopt);
+    }
     // Let agents that are closing asynchronously finish (bounded), so their sockets are freed.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
     while (state->pendingCloses > 0 && std::chrono::steady_clock::now() < deadline) {
-        GSource* tick = g_timeout_source_new(10);
-        g_source_set_callback(
-            tick, [](gpointer) { return G_SOURCE_REMOVE; }, nullptr, nullptr);
-        g_source_attach(tick, state->context);
-        g_main_context_iteration(state->context, TRUE);
-        g_source_destroy(tick);
-        g_source_unref(tick);
+        state->driver->turn(std::chrono::milliseconds(10));
     }
+}
+
+std::shared_ptr<GMainContext> EventLoop::Impl::agentContext() {
+    auto& state = *state_;
+    // The benchmarks' baseline (bench/run): every agent on the loop's one context, as before.
+    static const bool single = [] {
+        const char* v = std::getenv("ICEPUNCH_BENCH_ONE_CONTEXT");
+        return v && *v == '1';
+    }();
+    if (single) {
+        return std::shared_ptr<GMainContext>(g_main_context_ref(state.context),
+                                             g_main_context_unref);
+    }
+    auto& slots = state.slots;
+    std::shared_ptr<AgentSlot> slot;
+    // The first slot with room from where the last one was found: agents that left make room.
+    for (size_t n = 0; n < slots.size() && !slot; ++n) {
+        size_t i = (state.slotHint + n) % slots.size();
+        if (slots[i]->agents.load() < kAgentsPerContext) {
+            slot = slots[i];
+            state.slotHint = i;
+        }
+    }
+    if (!slot) {
+        slot = std::make_shared<AgentSlot>();
+        slot->context = impl::ContextDriver::newContext();
+        if (state.driver) {
+            state.driver->add(slot->context);
+        }
+        slots.push_back(slot);
+        state.slotHint = slots.size() - 1;
+    }
+    ++slot->agents;
+    return std::shared_ptr<GMainContext>(g_main_context_ref(slot->context),
+                                         [slot](GMainContext* context) {
+                                             --slot->agents;
+                                             g_main_context_unref(context);
+                                         });
 }
 
 EventLoop::Impl::~Impl() {
     state_->stopped = true;
-    attachIdle(state_->context, quitLoop, state_->loop, nullptr, G_PRIORITY_LOW);
+    attachIdle(state_->context, quitLoop, &state_->quit, nullptr, G_PRIORITY_LOW);
     if (isLoopThread()) {
         // The last owner let go from inside a callback: the thread ends on its own.
         thread_.detach();

@@ -2,6 +2,8 @@
 
 #include <icepunch/event_loop.hpp>
 
+#include "impl/context_driver.hpp"
+
 #include <glib.h>
 
 #include <atomic>
@@ -9,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace icepunch {
 
@@ -24,7 +27,14 @@ struct EventLoop::Impl {
     bool isLoopThread() const { return std::this_thread::get_id() == threadId_; }
     // Whether the calling thread runs some EventLoop (this one or another).
     static bool onAnyLoopThread();
+    // The loop's own context: posted and invoked work, and whatever is not an agent's.
     GMainContext* context() const { return state_->context; }
+    // A context for one agent's sources (libnice's sockets and timers, ours), shared with at
+    // most kAgentsPerContext - 1 other agents, driven by this loop's thread: a wake-up walks
+    // only that context, not every source on the loop. Loop thread only. The reference given
+    // back keeps the context; letting go frees its place for another agent.
+    std::shared_ptr<GMainContext> agentContext();
+    static constexpr unsigned kAgentsPerContext = 8;
 
     // Held by an agent's asynchronous close until it is done (TURN deallocations answered):
     // when the loop's last owner lets go, the loop keeps running (2 s at most) while any is held.
@@ -32,13 +42,20 @@ struct EventLoop::Impl {
 
 private:
     // Shared with the thread, which may outlive Impl when the last owner lets go on the thread.
+    struct AgentSlot {
+        GMainContext* context = nullptr;
+        std::atomic<unsigned> agents{0};
+    };
     struct State {
         State();
         ~State();
         GMainContext* context;
-        GMainLoop* loop;
+        impl::ContextDriver* driver = nullptr; // on the loop thread's stack while it runs
+        std::vector<std::shared_ptr<AgentSlot>> slots;
+        size_t slotHint = 0;
         std::atomic<int> pendingCloses{0};
         std::atomic<bool> stopped{false};
+        bool quit = false; // loop thread only
     };
     static void run(const std::shared_ptr<State>& state);
 

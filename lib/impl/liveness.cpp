@@ -55,6 +55,16 @@ std::optional<Liveness::TimePoint> Liveness::silenceDue() const {
     return *lastReceived_ + config_.disconnectedAfter;
 }
 
+bool Liveness::quiet(TimePoint now) const {
+    if (!started_) {
+        return true;
+    }
+    if (rearmedAt_) {
+        return false;
+    }
+    return !lastSent_ || now - *lastSent_ >= config_.disconnectedAfter;
+}
+
 Liveness::Verdict Liveness::evaluate(TimePoint now) {
     if (!started_) {
         return {};

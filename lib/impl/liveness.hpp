@@ -56,6 +56,10 @@ public:
     // When the traffic rule could next find the component disconnected (the peer heard last at
     // T, we send: T + disconnectedAfter), so that it is checked then and not a tick later.
     std::optional<TimePoint> silenceDue() const;
+    // Nothing for a timer to find: not sending lately and no re-armed consent window to settle.
+    // Only a send (or a consent timeout) can change the verdict, so the agent stops ticking
+    // until one comes: an idle call costs no wake-ups of its own.
+    bool quiet(TimePoint now) const;
     // The last time consent is known to have been fresh.
     TimePoint consentFreshAt() const { return consentFresh_; }
     unsigned consentMisses() const { return misses_; }

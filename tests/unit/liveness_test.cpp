@@ -120,6 +120,26 @@ TEST_F(LivenessTest, ANewPairStartsFresh) {
     EXPECT_EQ(live.consentMisses(), 0u);
 }
 
+TEST_F(LivenessTest, QuietOnlyWhileNothingIsSentAndNoConsentWindowIsOpen) {
+    // Nothing sent: nothing for a timer to find, the agent may stop ticking.
+    EXPECT_TRUE(live.quiet(t0 + 1s));
+    // Sending: the silence rule can fire, so it is watched until a whole window after the send.
+    live.sent(t0 + 5s);
+    EXPECT_FALSE(live.quiet(t0 + 5s));
+    EXPECT_FALSE(live.quiet(t0 + 6s));
+    EXPECT_TRUE(live.quiet(t0 + 7s));
+    // A re-armed consent window must be settled by a tick, sending or not.
+    EXPECT_EQ(live.consentTimeout(t0 + 20s), Action::Rearm);
+    EXPECT_FALSE(live.quiet(t0 + 21s));
+    live.evaluate(t0 + 32s); // a whole window without another timeout: an answer came
+    EXPECT_TRUE(live.quiet(t0 + 32s));
+}
+
+TEST(LivenessNotStartedTest, IsQuiet) {
+    Liveness live;
+    EXPECT_TRUE(live.quiet(Liveness::Clock::time_point{} + 1s));
+}
+
 TEST(RecoveryTest, RetriesWithBackoffUntilTheDeadline) {
     Recovery r;
     auto t = Liveness::Clock::time_point{} + 100s;
