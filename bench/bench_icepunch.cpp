@@ -182,6 +182,7 @@ struct Options {
     int pings = 100;
     double seconds = 1.0;
     double idle = 10.0;
+    double settle = 6.0; // scale: idle this long before measuring (consent starts 4-6 s in)
     double budget = 1e9; // scale: stop starting batches after this many seconds
     double timeout = 20.0;
     double readyWait = 2.0;
@@ -858,6 +859,8 @@ void runScale(const Options& o) {
     int connectedPairs = board->connectedSides.load() / 2;
     std::this_thread::sleep_for(1s); // let nominations finish (READY)
     long rss1 = statusKb("VmRSS");
+    // Consent checks start 4-6 s after connecting: measure the steady state, not the lull.
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<long>(o.settle * 1000)));
     int threads1 = countDir("/proc/self/task");
     int fds1 = countDir("/proc/self/fd");
     // idle: keepalives and consent freshness only
@@ -903,6 +906,9 @@ void runScale(const Options& o) {
         .add("idle_s", idleWall)
         .add("idle_cpu_s", idleCpu)
         .add("idle_cpu_percent", idleWall > 0 ? 100.0 * idleCpu / idleWall : 0.0)
+        .add("idle_settle_s", o.settle)
+        .add("contexts", std::getenv("ICEPUNCH_BENCH_ONE_CONTEXT") ? "one per loop (baseline)"
+                                                                   : "one per 8 agents")
         .add("teardown_ms", teardownMs)
         .add("break", breakReason);
     std::string curve;
@@ -1141,6 +1147,8 @@ int main(int argc, char** argv) {
             o.budget = std::stod(next());
         } else if (a == "--idle") {
             o.idle = std::stod(next());
+        } else if (a == "--settle") {
+            o.settle = std::stod(next());
         } else if (a == "--timeout") {
             o.timeout = std::stod(next());
         } else if (a == "--ready-wait") {
