@@ -270,7 +270,13 @@ static void create_agent(void* data) {
     /* Diagnostics only (not used by bench/run): BL_TRICKLE=1, BL_ICE_TCP=0. */
     const char* trickle = getenv("BL_TRICKLE");
     const char* ice_tcp = getenv("BL_ICE_TCP");
-    if (trickle && *trickle == '1') {
+    if (c->tuned) {
+        p->agent = nice_agent_new_full(p->thread->context, NICE_COMPATIBILITY_RFC5245,
+                                       NICE_AGENT_OPTION_ICE_TRICKLE |
+                                           NICE_AGENT_OPTION_CONSENT_FRESHNESS);
+        g_object_set(p->agent, "upnp", FALSE, "ice-tcp", FALSE, "stun-pacing-timer", 10u,
+                     "stun-initial-timeout", 100u, "stun-max-retransmissions", 5u, NULL);
+    } else if (trickle && *trickle == '1') {
         p->agent = nice_agent_new_full(p->thread->context, NICE_COMPATIBILITY_RFC5245,
                                        NICE_AGENT_OPTION_ICE_TRICKLE);
     } else {

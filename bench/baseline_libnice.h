@@ -29,6 +29,10 @@ typedef struct bl_config {
     const char* turn_pass;
     int relay_only; /* "force-relay" (only for the relay benchmark, not a default) */
     int no_upnp;    /* only where UPnP's SSDP multicast would leave loopback */
+    /* libnice with icepunch's settings, a few g_object_set calls away for any user: UPnP off,
+     * ICE-TCP off, 10 ms check pacing, 100 ms STUN RTO, 5 retransmissions, trickle, aggressive
+     * nomination, consent freshness. 0: libnice's defaults. */
+    int tuned;
     double timeout_s;
     double ready_wait_s; /* after CONNECTED, how long to wait for READY */
 } bl_config;

@@ -590,13 +590,15 @@ void runConnect(const Options& o) {
         std::vector<double> connected, ready;
         int failures = 0, relayed = 0;
         std::string lastPair, lastError;
-    } acc[2]; // 0 icepunch, 1 libnice
+    } acc[3]; // 0 icepunch, 1 libnice at its defaults, 2 libnice with icepunch's settings
+    static const char* kImpls[3] = {"icepunch", "libnice", "libnice-tuned"};
     auto board = std::make_shared<Board>();
     for (int r = 0; r < o.runs; ++r) {
-        for (int k = 0; k < 2; ++k) {
-            int which = (r % 2 == 0) ? k : 1 - k; // alternate who goes first
+        for (int k = 0; k < 3; ++k) {
+            int which = (k + r) % 3; // rotate who goes first
             double readyWait = r < o.readyRuns ? o.readyWait : 0.0;
             bc.ready_wait_s = readyWait;
+            bc.tuned = which == 2;
             ConnectTimes t;
             if (which == 0) {
                 IcePair pair(board);
@@ -636,12 +638,12 @@ void runConnect(const Options& o) {
             }
         }
     }
-    for (int which = 0; which < 2; ++which) {
+    for (int which = 0; which < 3; ++which) {
         Acc& a = acc[which];
         Json j;
         j.add("bench", "connect")
             .add("scenario", label)
-            .add("impl", which == 0 ? "icepunch" : "libnice")
+            .add("impl", kImpls[which])
             .add("runs", o.runs)
             .add("ok", static_cast<int>(a.connected.size()))
             .add("failures", a.failures)
@@ -656,7 +658,7 @@ void runConnect(const Options& o) {
         }
         j.print();
         if (a.connected.size() * 2 < static_cast<size_t>(o.runs) || a.connected.empty()) {
-            broke("connect " + label + " " + (which == 0 ? "icepunch" : "libnice") + ": " +
+            broke("connect " + label + " " + kImpls[which] + ": " +
                   std::to_string(a.connected.size()) + "/" + std::to_string(o.runs) +
                   " connected (" + a.lastError + ")");
         }
@@ -795,15 +797,18 @@ void runScale(const Options& o) {
     int threads0 = countDir("/proc/self/task");
     int fds0 = countDir("/proc/self/fd");
     // libnice 0.1.21 holds two fds per agent (its socket and the eventfd of the private
-    // GMainContext every component owns): ask only for what RLIMIT_NOFILE can hold.
-    int fdsPerPair = 4;
-    int fit =
-        std::max(0, (static_cast<int>(std::min<rlim_t>(limit, 1 << 30)) - fds0 - 64) / fdsPerPair);
+    // GMainContext every component owns), and the loop one per context of 8 agents (its
+    // wake-up eventfd): ask only for what RLIMIT_NOFILE can hold.
+    bool oneContext = std::getenv("ICEPUNCH_BENCH_ONE_CONTEXT") != nullptr;
+    double fdsPerPair = oneContext ? 4.0 : 4.25;
+    int fit = std::max(
+        0, static_cast<int>((static_cast<double>(std::min<rlim_t>(limit, 1 << 30)) - fds0 - 64) /
+                            fdsPerPair));
     int wanted = std::min(o.pairs, fit);
     std::string capped;
     if (wanted < o.pairs) {
         capped = "RLIMIT_NOFILE " + std::to_string(limit) + " holds " + std::to_string(wanted) +
-                 " pairs at " + std::to_string(fdsPerPair) + " fds per pair";
+                 " pairs at " + std::to_string(fdsPerPair).substr(0, 4) + " fds per pair";
     }
     std::vector<std::unique_ptr<IcePair>> pairs;
     pairs.reserve(static_cast<size_t>(wanted));
