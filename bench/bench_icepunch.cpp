@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -37,6 +38,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <queue>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -927,6 +930,95 @@ void runScale(const Options& o) {
     }
 }
 
+// ------------------------------------------------------------------ scale floor
+
+// The physical floor of idle agents: the consent traffic alone, on raw UDP sockets and one epoll
+// loop, with no ICE stack. Each of 2N sockets sends a STUN-sized request every 4-6 s (RFC 7675's
+// interval, as libnice does) and answers its peer's; every datagram is its own wake-up, read
+// until EAGAIN as libnice does. What icepunch costs above this is the stack's, not the network's.
+void runScaleFloor(const Options& o) {
+    bool raisedHard = false;
+    rlim_t originalHard = 0;
+    rlim_t limit = raiseNofile(static_cast<rlim_t>(o.pairs) * 2 + 1024, raisedHard, originalHard);
+    int pairs = std::min<int>(o.pairs, static_cast<int>((limit - 128) / 2));
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    std::vector<int> fds;
+    for (int i = 0; i < pairs; ++i) {
+        int a = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int b = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        sockaddr_in sa{}, sb{};
+        socklen_t len = sizeof sa;
+        sa.sin_family = sb.sin_family = AF_INET;
+        sa.sin_addr.s_addr = sb.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (a < 0 || b < 0 || bind(a, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+            bind(b, reinterpret_cast<sockaddr*>(&sb), sizeof sb) != 0) {
+            broke(std::string("scale floor: socket: ") + std::strerror(errno));
+            return;
+        }
+        getsockname(a, reinterpret_cast<sockaddr*>(&sa), &len);
+        len = sizeof sb;
+        getsockname(b, reinterpret_cast<sockaddr*>(&sb), &len);
+        connect(a, reinterpret_cast<sockaddr*>(&sb), sizeof sb);
+        connect(b, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+        for (int fd : {a, b}) {
+            epoll_event e{};
+            e.events = EPOLLIN;
+            e.data.u32 = static_cast<uint32_t>(fds.size());
+            epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
+            fds.push_back(fd);
+        }
+    }
+    using Due = std::pair<double, uint32_t>; // ms, socket index
+    std::priority_queue<Due, std::vector<Due>, std::greater<>> timers;
+    std::mt19937 rng(12345);
+    std::uniform_real_distribution<double> interval(4000, 6000), first(0, 5000);
+    double t0 = nowMs();
+    for (uint32_t i = 0; i < fds.size(); ++i) {
+        timers.push({t0 + first(rng), i}); // already in the steady state
+    }
+    uint8_t request[100] = {0x00, 0x01}, response[100] = {0x01, 0x01}, buffer[1500];
+    uint64_t sent = 0, received = 0;
+    double cpu0 = cpuSeconds();
+    double end = t0 + o.idle * 1000;
+    epoll_event events[256];
+    for (double now = nowMs(); now < end; now = nowMs()) {
+        int wait = timers.empty() ? 100 : static_cast<int>(std::ceil(timers.top().first - now));
+        int n = epoll_wait(ep, events, 256, std::max(0, std::min(wait, 100)));
+        for (int i = 0; i < n; ++i) {
+            int fd = fds[events[i].data.u32];
+            while (recv(fd, buffer, sizeof buffer, 0) > 0) {
+                ++received;
+                if (buffer[0] == 0x00) { // a request: answer it
+                    sent += send(fd, response, sizeof response, 0) > 0;
+                }
+            }
+        }
+        now = nowMs();
+        while (!timers.empty() && timers.top().first <= now) {
+            auto [due, index] = timers.top();
+            timers.pop();
+            sent += send(fds[index], request, sizeof request, 0) > 0;
+            timers.push({due + interval(rng), index});
+        }
+    }
+    double cpu = cpuSeconds() - cpu0;
+    double wall = (nowMs() - t0) / 1e3;
+    for (int fd : fds) {
+        close(fd);
+    }
+    close(ep);
+    Json j;
+    j.add("bench", "scale-floor")
+        .add("agents", static_cast<int>(fds.size()))
+        .add("idle_s", wall)
+        .add("datagrams_sent", sent)
+        .add("datagrams_received", received)
+        .add("idle_cpu_percent", wall > 0 ? 100.0 * cpu / wall : 0.0)
+        .add("idle_cpu_percent_per_10k",
+             fds.empty() ? 0.0 : 100.0 * cpu / wall * 10000 / static_cast<double>(fds.size()));
+    j.print();
+}
+
 // ------------------------------------------------------------------ relay
 
 struct Pinger {
@@ -1186,6 +1278,8 @@ int main(int argc, char** argv) {
         runDatapath(o);
     } else if (o.mode == "scale") {
         runScale(o);
+    } else if (o.mode == "scale-floor") {
+        runScaleFloor(o);
     } else if (o.mode == "relay") {
         runRelay(o);
     } else {

@@ -133,6 +133,13 @@ def main():
               f"{r['teardown_ms'] / 1000:.1f} | {lim} | {why or '—'} |")
         w("")
 
+    fl = [r for r in res if r["bench"] == "scale-floor"]
+    for r in fl:
+        w(f"Physical floor (the same consent traffic on raw UDP sockets and one epoll loop, no "
+          f"ICE stack): {r['agents']} sockets, {fmt(r['idle_cpu_percent'])} % of one core, "
+          f"{fmt(r['idle_cpu_percent_per_10k'])} % per 10,000.")
+        w("")
+
     # ---------------------------------------------------------------- relay
     rl = [r for r in res if r["bench"] == "relay"]
     if rl:
