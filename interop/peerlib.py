@@ -24,6 +24,7 @@ def parse_args(doc):
     p.add_argument("--role", required=True, choices=["controlling", "controlled"])
     p.add_argument("--local-file", required=True)
     p.add_argument("--remote-file", required=True)
+    p.add_argument("--stun", help="stun:IP[:PORT]: server-reflexive candidates from it")
     p.add_argument("--turn")
     p.add_argument("--user")
     p.add_argument("--pass", dest="password")
@@ -47,6 +48,13 @@ def parse_turn(url):
     return m.group(1).strip("[]"), int(m.group(2) or 3478), m.group(3) or "udp"
 
 
+def parse_stun(url):
+    m = re.match(r"^stun:(\[[^\]]+\]|[^:?]+)(?::(\d+))?$", url or "")
+    if not m:
+        raise ValueError("bad --stun url %r (want stun:IP:PORT)" % url)
+    return m.group(1).strip("[]"), int(m.group(2) or 3478)
+
+
 def interface_addresses(names):
     """--interface values: literal addresses pass through; names go through netifaces."""
     out = []
@@ -68,6 +76,8 @@ def aioice_connection(aioice, a, controlling):
     """An aioice.Connection for the contract's options; raises ValueError on bad options.
     Patches aioice.ice.get_host_addresses (see the quirks in README.md)."""
     kwargs = {"ice_controlling": controlling, "components": 1}
+    if a.stun:
+        kwargs["stun_server"] = parse_stun(a.stun)
     if a.turn:
         host, port, transport = parse_turn(a.turn)
         kwargs.update(turn_server=(host, port), turn_username=a.user,

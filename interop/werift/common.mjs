@@ -13,7 +13,7 @@ export function parseArgs(argv, prog, extraUsage = "") {
   const a = { interface: [], timeout: 60, idle: 10, echo: false, json: false, relayOnly: false, dtls: false, setup: "actpass" };
   const usage = (msg) => {
     const text = `usage: ${prog} --role controlling|controlled --local-file L --remote-file R\n` +
-      "  [--turn turn:IP:PORT?transport=udp --user U --pass P] [--relay-only]\n" +
+      "  [--stun stun:IP:PORT] [--turn turn:IP:PORT?transport=udp --user U --pass P] [--relay-only]\n" +
       "  [--interface ADDR|NAME] [--echo [--idle S]] [--timeout S] [--json]\n" + extraUsage;
     if (msg) { process.stderr.write(`${prog}: ${msg}\n${text}`); process.exit(2); }
     process.stdout.write(text); process.exit(0);
@@ -27,6 +27,7 @@ export function parseArgs(argv, prog, extraUsage = "") {
       case "--role": a.role = need(i); i++; break;
       case "--local-file": a.localFile = need(i); i++; break;
       case "--remote-file": a.remoteFile = need(i); i++; break;
+      case "--stun": a.stun = need(i); i++; break; // stun:IP[:PORT]: server-reflexive candidates
       case "--turn": a.turn = need(i); i++; break;
       case "--user": a.user = need(i); i++; break;
       case "--pass": a.pass = need(i); i++; break;
@@ -72,6 +73,11 @@ export function iceOptions(a, utils) {
   const options = { useIpv4: true, useIpv6: false };
   if (a.iceTcp) options.useTcp = true;
   if (a.tcpOnly) options.filterCandidatePair = (pair) => pair.localCandidate.transport.toLowerCase() === "tcp";
+  if (a.stun) {
+    const m = /^stun:(\[[^\]]+\]|[^:?]+)(?::(\d+))?$/.exec(a.stun);
+    if (!m) throw new Error(`bad --stun url ${a.stun}`);
+    options.stunServer = [m[1].replace(/[[\]]/g, ""), Number(m[2] || 3478)];
+  }
   if (a.turn) {
     const t = parseTurn(a.turn);
     Object.assign(options, { turnServer: [t.host, t.port], turnUsername: a.user, turnPassword: a.pass, turnTransport: t.transport });
