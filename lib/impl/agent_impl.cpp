@@ -75,20 +75,26 @@ struct TimerData {
     std::function<void(Impl&)> fn;
 };
 
+// Runs the timer's function on its agent, if the agent still lives; `keep` says whether the
+// source stays (a ticker) or goes (a one-shot timer).
+template <gboolean keep> gboolean runTimer(gpointer p) {
+    auto* data = static_cast<TimerData*>(p);
+    if (auto impl = data->impl.lock()) {
+        data->fn(*impl);
+    }
+    return keep;
+}
+
+void setTimerCallback(GSource* source, GSourceFunc run, std::weak_ptr<Impl> impl,
+                      std::function<void(Impl&)> fn) {
+    g_source_set_callback(source, run, new TimerData{std::move(impl), std::move(fn)},
+                          [](gpointer p) { delete static_cast<TimerData*>(p); });
+}
+
 GSource* startTimer(GMainContext* context, std::chrono::milliseconds after,
                     std::weak_ptr<Impl> impl, std::function<void(Impl&)> fn) {
     GSource* source = g_timeout_source_new(static_cast<guint>(after.count()));
-    g_source_set_callback(
-        source,
-        [](gpointer p) -> gboolean {
-            auto* data = static_cast<TimerData*>(p);
-            if (auto impl = data->impl.lock()) {
-                data->fn(*impl);
-            }
-            return G_SOURCE_REMOVE;
-        },
-        new TimerData{std::move(impl), std::move(fn)},
-        [](gpointer p) { delete static_cast<TimerData*>(p); });
+    setTimerCallback(source, runTimer<G_SOURCE_REMOVE>, std::move(impl), std::move(fn));
     g_source_attach(source, context);
     return source;
 }
@@ -108,17 +114,7 @@ GSource* newTicker(GMainContext* context, std::weak_ptr<Impl> impl, std::functio
         nullptr,
         nullptr};
     GSource* source = g_source_new(&funcs, sizeof(GSource));
-    g_source_set_callback(
-        source,
-        [](gpointer p) -> gboolean {
-            auto* data = static_cast<TimerData*>(p);
-            if (auto impl = data->impl.lock()) {
-                data->fn(*impl);
-            }
-            return G_SOURCE_CONTINUE;
-        },
-        new TimerData{std::move(impl), std::move(fn)},
-        [](gpointer p) { delete static_cast<TimerData*>(p); });
+    setTimerCallback(source, runTimer<G_SOURCE_CONTINUE>, std::move(impl), std::move(fn));
     g_source_attach(source, context);
     return source;
 }
