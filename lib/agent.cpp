@@ -244,8 +244,12 @@ int Agent::Impl::sendOnRoute(Counters& counters, ComponentId component,
                                static_cast<guint>(data.size()),
                                reinterpret_cast<const gchar*>(data.data()));
     }
-    counters.lastSentNs.store(std::chrono::steady_clock::now().time_since_epoch().count(),
-                              std::memory_order_relaxed);
+    // seq_cst, as is the flag's load: with the tick's own seq_cst store and load, either the
+    // tick sees this send or this send sees the tick asleep (no fences: TSan cannot model them).
+    counters.lastSentNs.store(std::chrono::steady_clock::now().time_since_epoch().count());
+    if (livenessAsleep_.load() && livenessAsleep_.exchange(false)) {
+        wakeLiveness(); // an idle call's first send: the traffic rule watches again
+    }
     return sent;
 }
 

@@ -2064,8 +2064,7 @@ void Agent::Impl::onLivenessTick() {
         for (auto& [user, u] : users_) {
             if (Stream* stream = findStream(u.active)) {
                 for (auto& component : stream->components) {
-                    newest = std::max(
-                        newest, component.counters->lastSentNs.load(std::memory_order_relaxed));
+                    newest = std::max(newest, component.counters->lastSentNs.load());
                 }
             }
         }
@@ -2117,9 +2116,8 @@ void Agent::Impl::onLivenessTick() {
     }
     if (quiet) {
         // Asleep first, then look again at the send times: a send racing this either sees the
-        // flag and wakes the timer, or is seen here (both sides fence).
-        livenessAsleep_.store(true, std::memory_order_relaxed);
-        std::atomic_thread_fence(std::memory_order_seq_cst);
+        // flag and wakes the timer, or is seen here (seq_cst stores and loads on both sides).
+        livenessAsleep_.store(true);
         if (newestSend() == newest) {
             return;
         }

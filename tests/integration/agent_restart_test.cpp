@@ -276,6 +276,48 @@ TEST_P(TurnRestart, RelayedCallSurvivesATurnServerRestart) {
               << " ms after the TURN server restarted; A: " << a.disconnects.front() << "\n";
 }
 
+// A call that talked, then fell idle: its liveness timer has gone to sleep (an idle call costs
+// no wake-ups). The app's next sends must wake it, or a path that died meanwhile is only
+// noticed when libnice's consent gives up, 30 s later.
+TEST(AgentRestart, ACallThatFellIdleNoticesItsRelayDiedOnceItTalksAgain) {
+    CoturnOptions options;
+    options.user = "u";
+    options.password = "p";
+    auto coturn = CoturnProcess::start(options);
+    ASSERT_TRUE(coturn) << coturn.error().message;
+    TurnServer server;
+    server.uri = ServerUri::parse((*coturn)->uri("turn", "udp")).value();
+    server.username = "u";
+    server.password = "p";
+    auto ca = loopbackConfig(Role::Controlling);
+    auto cb = loopbackConfig(Role::Controlled);
+    for (auto* c : {&ca, &cb}) {
+        c->policy = CandidatePolicy::RelayOnly;
+        c->turnServers.push_back(server);
+    }
+    PeerPair peers(ca, cb);
+    peers.startTrickle();
+    ASSERT_TRUE(peers.waitConnected(15s));
+    {
+        Talker talker(peers, std::chrono::milliseconds(20));
+        ASSERT_TRUE(dataFlowsAgain(peers, 10, 5s));
+    }
+    // Idle past disconnectedTimeout and a few liveness periods (disconnectedTimeout / 4): the
+    // call itself, not a readiness wait.
+    std::this_thread::sleep_for(2 * ca.disconnectedTimeout);
+
+    uint16_t port = (*coturn)->port();
+    (*coturn)->stop();
+    options.port = port;
+    auto restarted = CoturnProcess::start(options);
+    ASSERT_TRUE(restarted) << restarted.error().message;
+    Talker talker(peers, std::chrono::milliseconds(20));
+    ASSERT_TRUE(peers.a.events->waitFor([&] { return !peers.a.events->disconnects.empty(); },
+                                        3 * ca.disconnectedTimeout))
+        << describe(peers.a.events->snapshot());
+    ASSERT_TRUE(dataFlowsAgain(peers, 20, 20s)) << describe(peers.a.events->snapshot());
+}
+
 INSTANTIATE_TEST_SUITE_P(Transports, TurnRestart, ::testing::Values("udp", "tcp"),
                          [](const auto& info) { return info.param; });
 
