@@ -181,11 +181,17 @@ void ContextDriver::watch(size_t index, int fd, uint32_t events, bool known, boo
     owner_[static_cast<size_t>(fd)] = static_cast<uint32_t>(index + 1);
 }
 
+// No EPOLL_CTL_DEL here: the fd is usually closed already and its number may belong to another
+// thread's file by now (touching it is a race, and a syscall). A closed file leaves the epoll set
+// by itself; one still open reports once more and is dropped then (turn).
 void ContextDriver::unwatch(size_t index, int fd) {
     if (static_cast<size_t>(fd) < owner_.size() && owner_[static_cast<size_t>(fd)] == index + 1) {
-        epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr); // ENOENT/EBADF: it was closed already
         owner_[static_cast<size_t>(fd)] = 0;
     }
+}
+
+bool ContextDriver::watching(size_t index, int fd) const {
+    return static_cast<size_t>(fd) < owner_.size() && owner_[static_cast<size_t>(fd)] == index + 1;
 }
 
 void ContextDriver::run(size_t index) {
@@ -228,7 +234,11 @@ void ContextDriver::turn(std::optional<std::chrono::milliseconds> maxWait) {
     for (int i = 0; i < n; ++i) {
         size_t index = static_cast<size_t>(events[i].data.u64 >> 32);
         int fd = static_cast<int>(events[i].data.u64 & 0xffffffffu);
-        if (index >= cells_.size()) {
+        if (index >= cells_.size() || !watching(index, fd)) {
+            // A watch its context let go of, on a file still open (epoll reports only live
+            // ones, so the number is still that file's): drop it now.
+            epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
+            ++stats_.dropped;
             continue;
         }
         Cell& c = *cells_[index];

@@ -61,6 +61,7 @@ public:
         uint64_t turns = 0;      // epoll waits
         uint64_t iterations = 0; // contexts checked (and dispatched when ready)
         uint64_t resyncs = 0;    // full re-registrations after a wake-up
+        uint64_t dropped = 0;    // stale watches removed when they fired
     };
     const Stats& stats() const { return stats_; }
 
@@ -86,6 +87,7 @@ private:
     void sync(size_t index, bool full);
     void watch(size_t index, int fd, uint32_t events, bool known, bool changed);
     void unwatch(size_t index, int fd);
+    bool watching(size_t index, int fd) const;
     void run(size_t index);
 
     int epoll_ = -1;

@@ -262,6 +262,33 @@ TEST_F(ContextDriverTest, AnFdReopenedByAnotherContextStaysWatchedThere) {
     second.closeBoth();
 }
 
+// A source that goes away while its fd stays open and readable (a watch given up, the socket
+// kept): the context must not run again for it, and the stale watch goes at its first report.
+TEST_F(ContextDriverTest, ASourceGoneFromAnOpenReadableFdStopsWakingItsContext) {
+    GMainContext* a = newContext();
+    Pipe p;
+    int runs = 0;
+    GSource* source = g_unix_fd_source_new(p.read, G_IO_IN);
+    g_source_set_callback(source, G_SOURCE_FUNC(+[](int, GIOCondition, gpointer data) -> gboolean {
+                              ++*static_cast<int*>(data);
+                              return G_SOURCE_REMOVE; // never drained: the fd stays readable
+                          }),
+                          &runs, nullptr);
+    g_source_attach(source, a);
+    g_source_unref(source);
+    ASSERT_EQ(write(p.write, "x", 1), 1);
+    ASSERT_TRUE(runUntil([&] { return runs > 0; }));
+    driver.turn(10ms); // the stale watch reports once more and is dropped
+    auto iterationsBefore = driver.stats().iterations;
+    for (int i = 0; i < 5; ++i) {
+        driver.turn(1ms);
+    }
+    EXPECT_EQ(runs, 1);
+    EXPECT_EQ(driver.stats().iterations, iterationsBefore) << "a readable fd nobody watches";
+    EXPECT_GE(driver.stats().dropped, 1u);
+    p.closeBoth();
+}
+
 TEST_F(ContextDriverTest, AQuietContextCostsNoIterations) {
     GMainContext* a = newContext();
     Pipe p;
