@@ -2,7 +2,7 @@
 // and raw UDP sockets, interleaved in one process. Prints one JSON object per line per result.
 //
 //   bench_icepunch connect --scenario loopback|mixed|lab --runs N [lab options]
-//   bench_icepunch datapath --seconds S --rounds R
+//   bench_icepunch datapath --seconds S --rounds R [--only udp|libnice|icepunch]
 //   bench_icepunch scale --pairs N --idle S [--batch B]
 //   bench_icepunch relay --seconds S --pings K --runs N
 // Common: --no-upnp (raw libnice only; where its SSDP multicast would leave loopback).
@@ -193,6 +193,7 @@ struct Options {
     bool noUpnp = false;
     std::string nsA, nsB, stun, turn, user, pass;
     bool turnTcp = false;
+    std::string only; // datapath: run this contender alone (for perf)
 };
 
 std::pair<std::string, unsigned> hostPort(const std::string& s) {
@@ -699,6 +700,9 @@ void runDatapath(const Options& o) {
         {"libnice", {blSend, blReceived, lib}},
         {"icepunch", {iceSend, iceReceived, &ice}},
     };
+    if (!o.only.empty()) {
+        std::erase_if(contenders, [&](const Contender& c) { return c.name != o.only; });
+    }
     // results[contender][size][both] -> per-round values
     struct Acc {
         std::vector<double> rate, mbps, cpu;
@@ -1228,6 +1232,8 @@ int main(int argc, char** argv) {
             o.label = next();
         } else if (a == "--runs") {
             o.runs = std::stoi(next());
+        } else if (a == "--only") {
+            o.only = next();
         } else if (a == "--rounds") {
             o.rounds = std::stoi(next());
         } else if (a == "--pairs") {

@@ -3,6 +3,7 @@
 #include "impl/agent_impl.hpp"
 
 #include <chrono>
+#include <ctime>
 #include <ostream>
 
 namespace icepunch {
@@ -233,6 +234,13 @@ namespace icepunch {
 // On the libnice stream that carries the app's stream (a restart moves it). nice_agent_send is
 // thread-safe (agent lock) and emits no signal for datagram agents, so the data path skips the
 // hop through the loop.
+Agent::Impl::Clock::time_point Agent::Impl::coarseNow() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return Clock::time_point(std::chrono::seconds(ts.tv_sec) +
+                             std::chrono::nanoseconds(ts.tv_nsec));
+}
+
 int Agent::Impl::sendOnRoute(Counters& counters, ComponentId component,
                              std::span<const std::byte> data) {
     unsigned route = counters.route.load();
@@ -246,7 +254,7 @@ int Agent::Impl::sendOnRoute(Counters& counters, ComponentId component,
     }
     // seq_cst, as is the flag's load: with the tick's own seq_cst store and load, either the
     // tick sees this send or this send sees the tick asleep (no fences: TSan cannot model them).
-    counters.lastSentNs.store(std::chrono::steady_clock::now().time_since_epoch().count());
+    counters.lastSentNs.store(coarseNow().time_since_epoch().count());
     if (livenessAsleep_.load() && livenessAsleep_.exchange(false)) {
         wakeLiveness(); // an idle call's first send: the traffic rule watches again
     }
