@@ -22,6 +22,7 @@ or TCP in the UDP-blocked cell) and have no TURN over TLS.
 Targets are shown, never enforced. Exit 1 only when something breaks (a lab does not come up,
 a cell a stack supports connects not once); 0 with a note when the lab cannot run (not root).
 """
+import ctypes
 import json
 import math
 import os
@@ -62,7 +63,7 @@ def kill_children():
     for p in children:
         if p.poll() is None:
             try:
-                os.kill(p.pid, signal.SIGKILL)  # by PID: lab.sh exec execs into the program
+                os.kill(p.pid, signal.SIGKILL)  # by PID: the program itself
             except ProcessLookupError:
                 pass
             p.wait()
@@ -124,21 +125,39 @@ def reader(stream, t0, lines):
         lines.append(((time.monotonic_ns() - t0) / 1e6, raw.decode(errors="replace").rstrip()))
 
 
+LIBC = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNET = 0x40000000
+
+
+def in_netns(prefix, side):
+    """A preexec_fn: the child joins the lab node's network namespace before it execs, as a
+    program started there would be; no `lab exec` (bash, then ip netns exec) on the clock."""
+    path = f"/run/netns/{prefix}-{side}"
+
+    def enter():
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if LIBC.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns {path}")
+        finally:
+            os.close(fd)
+    return enter
+
+
 def pair(prefix, stack_a, srv_a, srv_b, a_extra, stdin_data):
     """One run: B (icepunch --echo) and A started together. Returns a record."""
     d = tempfile.mkdtemp(dir=tmp)
     fa, fb = os.path.join(d, "a.desc"), os.path.join(d, "b.desc")
-    ns = lambda side: [lab, "exec", side, "--prefix", prefix, "--"]
-    cmd_b = ns("b") + command("icepunch", "controlled", fb, fa, srv_b,
-                              ["--echo", "--idle", "0.5"])
-    cmd_a = ns("a") + command(stack_a, "controlling", fa, fb, srv_a, a_extra)
+    cmd_b = command("icepunch", "controlled", fb, fa, srv_b, ["--echo", "--idle", "0.5"])
+    cmd_a = command(stack_a, "controlling", fa, fb, srv_a, a_extra)
     ea, eb = open(os.path.join(d, "a.err"), "w+b"), open(os.path.join(d, "b.err"), "w+b")
     out_a, err_a_lines = [], []
     t0 = time.monotonic_ns()
-    pb = subprocess.Popen(cmd_b, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=eb)
+    pb = subprocess.Popen(cmd_b, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=eb,
+                          preexec_fn=in_netns(prefix, "b"))
     children.append(pb)
     pa = subprocess.Popen(cmd_a, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE)
+                          stderr=subprocess.PIPE, preexec_fn=in_netns(prefix, "a"))
     children.append(pa)
     threads = [threading.Thread(target=reader, args=(pa.stdout, t0, out_a), daemon=True),
                threading.Thread(target=reader, args=(pa.stderr, t0, err_a_lines), daemon=True)]
@@ -342,8 +361,9 @@ md = ["# Time to connected as a user sees it (two processes, NAT lab)", "",
       f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {os.cpu_count()} cores "
       f"(nproc), {cpu}, kernel {platform.release()}, commit {commit}, libnice "
       f"{sh(['pkg-config', '--modversion', 'nice']) or '?'}; run time {elapsed:.0f} s.", "",
-      "Harness clock: from just before starting both processes (each through `lab.sh exec`, "
-      "i.e. bash + `ip netns exec`) to A's result line. B is `icepunch connect --echo` in every "
+      "Harness clock: from just before starting both processes (each joins its lab node's "
+      "network namespace with setns(2) between fork and exec, as a program started there "
+      "would) to A's result line. B is `icepunch connect --echo` in every "
       "row; A is the stack named (controlling). The usual configuration: `--stun` plus UDP and "
       "TCP TURN on one server (icepunch); the aioice and werift peers take `--stun` and one "
       "`--turn` (UDP; TCP in the UDP-blocked cell). The TLS cell: `--stun` plus "

@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -380,7 +381,56 @@ private:
 // The peer's file, followed as it grows: complete lines only, the size capped.
 class TrickleFileReader {
 public:
-    explicit TrickleFileReader(std::string path) : path_(std::move(path)) {}
+    explicit TrickleFileReader(std::string path) : path_(std::move(path)) {
+        // inotify on the file's directory (the file may not exist yet, or be replaced by a
+        // rename): a line the peer appends is read at once, not at the next look. Without it,
+        // waitForChange() is a plain sleep.
+        notify_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        auto slash = path_.rfind('/');
+        std::string dir = slash == std::string::npos ? "." : path_.substr(0, slash + 1);
+        name_ = slash == std::string::npos ? path_ : path_.substr(slash + 1);
+        if (notify_ >= 0 &&
+            inotify_add_watch(notify_, dir.c_str(),
+                              IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO) < 0) {
+            ::close(notify_);
+            notify_ = -1;
+        }
+    }
+    ~TrickleFileReader() {
+        if (notify_ >= 0)
+            ::close(notify_);
+    }
+    TrickleFileReader(const TrickleFileReader&) = delete;
+    TrickleFileReader& operator=(const TrickleFileReader&) = delete;
+
+    // Until the peer's file changed (or was created or replaced), at most `limit`.
+    void waitForChange(std::chrono::milliseconds limit) {
+        if (notify_ < 0) {
+            std::this_thread::sleep_for(limit);
+            return;
+        }
+        auto until = std::chrono::steady_clock::now() + limit;
+        for (;;) {
+            auto left = std::chrono::ceil<std::chrono::milliseconds>(
+                until - std::chrono::steady_clock::now());
+            pollfd p{notify_, POLLIN, 0};
+            if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0)
+                return;
+            alignas(inotify_event) char buffer[4096];
+            bool ours = false;
+            for (ssize_t n; (n = ::read(notify_, buffer, sizeof buffer)) > 0;) {
+                for (ssize_t at = 0; at < n;) {
+                    auto* event = reinterpret_cast<const inotify_event*>(buffer + at);
+                    ours = ours || (event->len && name_ == event->name) ||
+                           (event->mask & IN_Q_OVERFLOW);
+                    at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+                }
+            }
+            if (ours)
+                return;
+            // Only another file of the directory (ours, say) changed: wait on.
+        }
+    }
     // New complete lines since the last call (without line ends); an error for a file over the
     // limit. A file that is not there yet gives no lines.
     Result<std::vector<std::string>> poll() {
@@ -429,6 +479,8 @@ public:
 
 private:
     std::string path_;
+    std::string name_;
+    int notify_ = -1;
     bool replaced_ = false;
     ino_t inode_ = 0;
     std::size_t offset_ = 0;
@@ -1112,8 +1164,9 @@ int runConnect(int argc, char** argv) {
                     std::lock_guard lock(s.mutex);
                     s.remoteText = text;
                 }
-                // Files raise no event: 5 ms while a description is coming in, 20 ms after.
-                std::this_thread::sleep_for(ended ? 20ms : 5ms);
+                // inotify wakes this when the file changes; a look every 5 ms while a
+                // description is coming in, 20 ms after, in case it does not (NFS, say).
+                reader.waitForChange(ended ? 20ms : 5ms);
             }
             std::lock_guard lock(s.mutex);
             s.remoteText = text;
