@@ -274,7 +274,7 @@ static void create_agent(void* data) {
         p->agent = nice_agent_new_full(p->thread->context, NICE_COMPATIBILITY_RFC5245,
                                        NICE_AGENT_OPTION_ICE_TRICKLE |
                                            NICE_AGENT_OPTION_CONSENT_FRESHNESS);
-        g_object_set(p->agent, "upnp", FALSE, "ice-tcp", FALSE, "stun-pacing-timer", 10u,
+        g_object_set(p->agent, "upnp", FALSE, "ice-tcp", FALSE, "stun-pacing-timer", 5u,
                      "stun-initial-timeout", 100u, "stun-max-retransmissions", 5u, NULL);
     } else if (trickle && *trickle == '1') {
         p->agent = nice_agent_new_full(p->thread->context, NICE_COMPATIBILITY_RFC5245,

@@ -53,7 +53,7 @@ def main():
         w("## Time to connected (ms, start → both peers CONNECTED / READY)")
         w("")
         w("libnice: its defaults. libnice-tuned: libnice with icepunch's settings (UPnP and "
-          "ICE-TCP off, 10 ms pacing, 100 ms STUN RTO, trickle, consent freshness), a few "
+          "ICE-TCP off, 5 ms pacing, 100 ms STUN RTO, trickle, consent freshness), a few "
           "g_object_set calls. The two ratios split what those settings give from what "
           "icepunch's own work gives.")
         w("")
