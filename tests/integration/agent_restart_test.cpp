@@ -216,6 +216,22 @@ TEST(AgentRestart, RestartBeforeGatheringIsRefused) {
     EXPECT_EQ(peers.a.agent->restart(99).error().code, ErrorCode::NoSuchStream);
 }
 
+// Both sides relay-only through coturn (user u, password p) over `transport`.
+std::pair<AgentConfig, AgentConfig> relayOnlyOver(CoturnProcess& coturn,
+                                                  const std::string& transport) {
+    TurnServer server;
+    server.uri = ServerUri::parse(coturn.uri("turn", transport)).value();
+    server.username = "u";
+    server.password = "p";
+    auto ca = loopbackConfig(Role::Controlling);
+    auto cb = loopbackConfig(Role::Controlled);
+    for (auto* c : {&ca, &cb}) {
+        c->policy = CandidatePolicy::RelayOnly;
+        c->turnServers.push_back(server);
+    }
+    return {ca, cb};
+}
+
 // A relayed call whose TURN server restarts: every allocation is gone and the relayed path goes
 // silent. Both sides notice (sending, hearing nothing), restart, allocate on the new server and
 // carry on, without the app doing anything but passing descriptions.
@@ -229,19 +245,7 @@ TEST_P(TurnRestart, RelayedCallSurvivesATurnServerRestart) {
     options.password = "p";
     auto coturn = CoturnProcess::start(options);
     ASSERT_TRUE(coturn) << coturn.error().message;
-    auto server = [&] {
-        TurnServer t;
-        t.uri = ServerUri::parse((*coturn)->uri("turn", GetParam())).value();
-        t.username = "u";
-        t.password = "p";
-        return t;
-    }();
-    auto ca = loopbackConfig(Role::Controlling);
-    auto cb = loopbackConfig(Role::Controlled);
-    for (auto* c : {&ca, &cb}) {
-        c->policy = CandidatePolicy::RelayOnly;
-        c->turnServers.push_back(server);
-    }
+    auto [ca, cb] = relayOnlyOver(**coturn, GetParam());
     PeerPair peers(ca, cb);
     peers.startTrickle();
     ASSERT_TRUE(peers.waitConnected(15s));
@@ -285,16 +289,7 @@ TEST(AgentRestart, ACallThatFellIdleNoticesItsRelayDiedOnceItTalksAgain) {
     options.password = "p";
     auto coturn = CoturnProcess::start(options);
     ASSERT_TRUE(coturn) << coturn.error().message;
-    TurnServer server;
-    server.uri = ServerUri::parse((*coturn)->uri("turn", "udp")).value();
-    server.username = "u";
-    server.password = "p";
-    auto ca = loopbackConfig(Role::Controlling);
-    auto cb = loopbackConfig(Role::Controlled);
-    for (auto* c : {&ca, &cb}) {
-        c->policy = CandidatePolicy::RelayOnly;
-        c->turnServers.push_back(server);
-    }
+    auto [ca, cb] = relayOnlyOver(**coturn, "udp");
     PeerPair peers(ca, cb);
     peers.startTrickle();
     ASSERT_TRUE(peers.waitConnected(15s));
