@@ -1181,9 +1181,9 @@ void Agent::Impl::onReceive(StreamId id, ComponentId componentId, const char* da
 // With no executor, callbacks run on this thread: when nothing waits in the queue, the datagram
 // goes to the app from libnice's buffer, inside libnice's receive callback (which allows any
 // agent call, even destroying it). Else it is copied and queued as plain data, in order.
-// Measured (bench relay, datapath): the hop through the queue cost a copy, a GSource and a
-// dispatch per datagram, and on a path where datagrams come one at a time (a relay) that was
-// the 0.7x of libnice's throughput.
+// The hop through the queue costs a copy, an allocation, a GSource and a dispatch per datagram
+// where datagrams come one at a time (a relay, a call); see README, Benchmarks, for what the
+// data path's CPU goes to.
 bool Agent::Impl::deliver(StreamId stream, ComponentId component, std::span<const std::byte> data,
                           bool media) {
     bool now = !config_.executor;
