@@ -235,10 +235,14 @@ void ContextDriver::turn(std::optional<std::chrono::milliseconds> maxWait) {
         size_t index = static_cast<size_t>(events[i].data.u64 >> 32);
         int fd = static_cast<int>(events[i].data.u64 & 0xffffffffu);
         if (index >= cells_.size() || !watching(index, fd)) {
-            // A watch its context let go of, on a file still open (epoll reports only live
-            // ones, so the number is still that file's): drop it now.
-            epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
-            ++stats_.dropped;
+            // A watch its context let go of, on a file still open: drop it now. Unless another
+            // context watches that number by now: then the stale watch's file lives on only in
+            // another process (a fork not yet exec'd), and a DEL by number would remove the
+            // other context's watch; it goes when that file does.
+            if (static_cast<size_t>(fd) >= owner_.size() || owner_[static_cast<size_t>(fd)] == 0) {
+                epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
+                ++stats_.dropped;
+            }
             continue;
         }
         Cell& c = *cells_[index];

@@ -247,6 +247,40 @@ TEST(AgentApi, ReceiveQueueIsBoundedAndCountsWhatItDrops) {
     EXPECT_LE(delivered.load(), 2 * 64 + 1);
 }
 
+// No executor: datagrams go to the app straight from libnice while it keeps up. An app slower
+// than the datagrams must still get the queue's bound and a count of what it lost, not a loop
+// stuck in libnice's read (whose timers, consent included, would stall) and silent kernel drops.
+TEST(AgentApi, ASlowAppWithoutAnExecutorStillGetsTheBoundedQueue) {
+    auto cb = loopbackConfig(Role::Controlled);
+    cb.receiveQueueLimit = 64;
+    std::atomic<int> delivered{0};
+    PeerPair peers(loopbackConfig(Role::Controlling), cb);
+    peers.b.events->onReceive = [&](std::span<const std::byte>) {
+        std::this_thread::sleep_for(1ms); // the app is slow: time must pass
+        ++delivered;
+    };
+    peers.startTrickle();
+    ASSERT_TRUE(peers.waitConnected());
+    uint64_t last = 0;
+    for (int burst = 0; burst < 10 && last <= 4 * 64u; ++burst) {
+        for (int i = 0; i < 200; ++i) {
+            ASSERT_TRUE(peers.a.agent->send(peers.a.stream, 1, "x"));
+        }
+        for (int quiet = 0, i = 0; quiet < 10 && i < 1000; ++i) {
+            std::this_thread::sleep_for(10ms);
+            uint64_t now = peers.b.agent->stats(peers.b.stream, 1).value().packetsReceived;
+            quiet = now == last ? quiet + 1 : 0;
+            last = now;
+        }
+    }
+    auto stats = peers.b.agent->stats(peers.b.stream, 1).value();
+    ASSERT_GT(stats.packetsReceived, 4 * 64u) << "too few datagrams arrived to fill the queue";
+    EXPECT_GT(stats.packetsDropped, 0u)
+        << stats.packetsReceived << " received, " << delivered << " delivered";
+    EXPECT_TRUE(peers.b.events->waitFor(
+        [&] { return peers.b.events->received + stats.packetsDropped >= stats.packetsReceived; }));
+}
+
 // An executor that runs every task on a thread of its own: events still come one at a time and
 // in order (datagrams in the order sent on loopback).
 TEST(AgentApi, EventsStayInOrderWithAMultiThreadedExecutor) {
