@@ -400,6 +400,18 @@ std::string CoturnProcess::uri(std::string_view scheme, std::string_view transpo
 }
 
 Result<std::unique_ptr<CoturnProcess>> CoturnProcess::start(const CoturnOptions& options) {
+    // Ports are probed free, then handed to coturn: between the two another process can take
+    // one (an OS-chosen port of a test running beside; seen in CI on the DTLS/UDP side of the
+    // TLS port). coturn then cannot bind it: start again on new ports, a few times.
+    for (int attempt = 1;; ++attempt) {
+        auto started = startOnce(options);
+        if (started || attempt == 3 ||
+            started.error().message.find("Address already in use") == std::string::npos)
+            return started;
+    }
+}
+
+Result<std::unique_ptr<CoturnProcess>> CoturnProcess::startOnce(const CoturnOptions& options) {
     if (!options.user.empty() && !options.staticAuthSecret.empty())
         return Error{"coturn cannot combine a static user with a REST auth secret"};
     if (options.user.empty() != options.password.empty())

@@ -74,6 +74,7 @@ public:
     int liveAllocations() const;
 
 private:
+    static Result<std::unique_ptr<CoturnProcess>> startOnce(const CoturnOptions& options);
     struct State;
     CoturnProcess();
 
