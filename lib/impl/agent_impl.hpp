@@ -293,7 +293,6 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     bool livenessArmed_ = false;
     // Every component is quiet (Liveness::quiet) and the timer sleeps: the next send wakes it.
     std::atomic<bool> livenessAsleep_{false};
-    std::atomic<unsigned> directRun_{0}; // datagrams delivered in a row without the queue
     std::vector<std::unique_ptr<impl::TlsBridge>> bridges_; // one per turns: address
     std::shared_ptr<impl::MdnsResolver> mdns_;              // made on the first .local candidate
     GCancellable* resolveCancel_ = nullptr;                 // pending host name lookups
