@@ -200,6 +200,26 @@ private:
     std::thread thread_;
 };
 
+// Sends bursts of 200 datagrams from a to b, each time waiting until what reached b stops
+// growing (counters raise no event), until more than `enough` reached b (or 20 bursts).
+bool sendBurstsUntilPast(PeerPair& peers, uint64_t enough) {
+    uint64_t last = 0;
+    for (int burst = 0; burst < 20 && last <= enough; ++burst) {
+        for (int i = 0; i < 200; ++i) {
+            if (!peers.a.agent->send(peers.a.stream, 1, "x")) {
+                return false;
+            }
+        }
+        for (int quiet = 0, i = 0; quiet < 10 && i < 1000; ++i) {
+            std::this_thread::sleep_for(10ms); // counters raise no event: look again
+            uint64_t now = peers.b.agent->stats(peers.b.stream, 1).value().packetsReceived;
+            quiet = now == last ? quiet + 1 : 0;
+            last = now;
+        }
+    }
+    return true;
+}
+
 TEST(AgentApi, ReceiveQueueIsBoundedAndCountsWhatItDrops) {
     WorkerExecutor worker; // outlives the agents
     auto cb = loopbackConfig(Role::Controlled);
@@ -221,18 +241,7 @@ TEST(AgentApi, ReceiveQueueIsBoundedAndCountsWhatItDrops) {
     // datagrams on loopback), and a slow build (ASan) drains it late. After each burst wait
     // until what reached the agent stops growing (counters raise no event); stop once far more
     // than the queue holds has arrived. Every datagram beyond the queue must then be dropped.
-    uint64_t last = 0;
-    for (int burst = 0; burst < 20 && last <= 4 * 64u; ++burst) {
-        for (int i = 0; i < 200; ++i) {
-            ASSERT_TRUE(peers.a.agent->send(peers.a.stream, 1, "x"));
-        }
-        for (int quiet = 0, i = 0; quiet < 10 && i < 500; ++i) {
-            std::this_thread::sleep_for(10ms);
-            uint64_t now = peers.b.agent->stats(peers.b.stream, 1).value().packetsReceived;
-            quiet = now == last ? quiet + 1 : 0;
-            last = now;
-        }
-    }
+    ASSERT_TRUE(sendBurstsUntilPast(peers, 4 * 64u));
     auto stats = peers.b.agent->stats(peers.b.stream, 1).value();
     ASSERT_GT(stats.packetsReceived, 4 * 64u) << "too few datagrams arrived to fill the queue";
     EXPECT_GE(stats.packetsDropped, stats.packetsReceived - 2 * 64u - 1)
@@ -261,18 +270,7 @@ TEST(AgentApi, ASlowAppWithoutAnExecutorStillGetsTheBoundedQueue) {
     };
     peers.startTrickle();
     ASSERT_TRUE(peers.waitConnected());
-    uint64_t last = 0;
-    for (int burst = 0; burst < 10 && last <= 4 * 64u; ++burst) {
-        for (int i = 0; i < 200; ++i) {
-            ASSERT_TRUE(peers.a.agent->send(peers.a.stream, 1, "x"));
-        }
-        for (int quiet = 0, i = 0; quiet < 10 && i < 1000; ++i) {
-            std::this_thread::sleep_for(10ms);
-            uint64_t now = peers.b.agent->stats(peers.b.stream, 1).value().packetsReceived;
-            quiet = now == last ? quiet + 1 : 0;
-            last = now;
-        }
-    }
+    ASSERT_TRUE(sendBurstsUntilPast(peers, 4 * 64u));
     auto stats = peers.b.agent->stats(peers.b.stream, 1).value();
     ASSERT_GT(stats.packetsReceived, 4 * 64u) << "too few datagrams arrived to fill the queue";
     EXPECT_GT(stats.packetsDropped, 0u)
