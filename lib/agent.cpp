@@ -231,9 +231,6 @@ Role Agent::role() const {
 
 namespace icepunch {
 
-// On the libnice stream that carries the app's stream (a restart moves it). nice_agent_send is
-// thread-safe (agent lock) and emits no signal for datagram agents, so the data path skips the
-// hop through the loop.
 Agent::Impl::Clock::time_point Agent::Impl::coarseNow() {
     timespec ts{};
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
@@ -241,6 +238,9 @@ Agent::Impl::Clock::time_point Agent::Impl::coarseNow() {
                              std::chrono::nanoseconds(ts.tv_nsec));
 }
 
+// On the libnice stream that carries the app's stream (a restart moves it). nice_agent_send is
+// thread-safe (agent lock) and emits no signal for datagram agents, so the data path skips the
+// hop through the loop.
 int Agent::Impl::sendOnRoute(Counters& counters, ComponentId component,
                              std::span<const std::byte> data) {
     unsigned route = counters.route.load();

@@ -271,9 +271,6 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     // False when a datagram is dropped: receiveQueueLimit of them are waiting already.
     bool enqueue(Event event);
     void drain();
-    // A received datagram straight to the app, or queued behind what is queued already.
-    bool deliver(StreamId stream, ComponentId component, std::span<const std::byte> data,
-                 bool media);
 
     std::shared_ptr<Counters> counters(StreamId id, ComponentId component);
 

@@ -88,9 +88,8 @@ struct PairStats {
 };
 
 // An ICE agent. All methods are safe from any thread. Callbacks run on the event loop thread (or
-// the configured executor), never inside libnice's signal emission. The Agent may be destroyed
-// from any thread, also from inside its own callback; once the destructor returns no callback
-// runs.
+// the configured executor), never inside libnice's signal emission. The Agent may be destroyed from
+// any thread, also from inside its own callback; once the destructor returns no callback runs.
 class ICEPUNCH_EXPORT Agent {
 public:
     struct Callbacks {
