@@ -59,29 +59,6 @@ bool dataFlowsAgain(PeerPair& peers, uint64_t more, std::chrono::milliseconds ti
            peers.b.events->waitFor([&] { return peers.b.events->received >= b + more; }, timeout);
 }
 
-std::string describe(const RecordedEvents& e) {
-    std::string out = "states:";
-    for (auto s : e.states) {
-        out += " " + std::string(toString(s));
-    }
-    out += "\nrestarts:";
-    for (const auto& r : e.restarts) {
-        out += "\n  " + r;
-    }
-    out += "\ndisconnects:";
-    for (const auto& r : e.disconnects) {
-        out += "\n  " + r;
-    }
-    for (const auto& f : e.failures) {
-        out += "\nfailure: " + f.message;
-    }
-    out += "\npairs:";
-    for (const auto& p : e.pairs) {
-        out += "\n  " + p.local.toString() + " -> " + p.remote.toString();
-    }
-    return out;
-}
-
 TEST(AgentRestart, RestartGivesNewCredentialsAndANewPairWhileDataFlows) {
     PeerPair peers(loopbackConfig(Role::Controlling), loopbackConfig(Role::Controlled));
     peers.startTrickle();
@@ -253,10 +230,7 @@ TEST_P(TurnRestart, RelayedCallSurvivesATurnServerRestart) {
     Talker talker(peers, std::chrono::milliseconds(20));
     ASSERT_TRUE(dataFlowsAgain(peers, 10, 5s));
 
-    uint16_t port = (*coturn)->port();
-    (*coturn)->stop();
-    options.port = port;
-    auto restarted = CoturnProcess::start(options);
+    Status restarted = (*coturn)->restart();
     ASSERT_TRUE(restarted) << restarted.error().message;
     auto eventAt = std::chrono::steady_clock::now();
 
@@ -265,7 +239,7 @@ TEST_P(TurnRestart, RelayedCallSurvivesATurnServerRestart) {
     ASSERT_TRUE(dataFlowsAgain(peers, 20, 20s)) << "A:\n"
                                                 << describe(peers.a.events->snapshot()) << "\nB:\n"
                                                 << describe(peers.b.events->snapshot()) << "\n"
-                                                << (*restarted)->logTail();
+                                                << (*coturn)->logTail();
     auto recovered = std::chrono::steady_clock::now() - eventAt;
     talker.stop();
     auto a = peers.a.events->snapshot();
@@ -301,10 +275,7 @@ TEST(AgentRestart, ACallThatFellIdleNoticesItsRelayDiedOnceItTalksAgain) {
     // call itself, not a readiness wait.
     std::this_thread::sleep_for(2 * ca.disconnectedTimeout);
 
-    uint16_t port = (*coturn)->port();
-    (*coturn)->stop();
-    options.port = port;
-    auto restarted = CoturnProcess::start(options);
+    Status restarted = (*coturn)->restart();
     ASSERT_TRUE(restarted) << restarted.error().message;
     Talker talker(peers, std::chrono::milliseconds(20));
     ASSERT_TRUE(peers.a.events->waitFor([&] { return !peers.a.events->disconnects.empty(); },

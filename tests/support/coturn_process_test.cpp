@@ -128,6 +128,31 @@ TEST(CoturnProcess, StopLeavesNoProcessAndNoFiles) {
     EXPECT_FALSE(std::filesystem::exists(dir));
 }
 
+// A restart is a new turnserver on the same ports (what clients of "the same server" see), and
+// the ports are not handed to another helper while it is down.
+TEST(CoturnProcess, RestartIsANewServerOnTheSamePorts) {
+    auto coturn = CoturnProcess::start(withCredentials());
+    ASSERT_TRUE(coturn) << coturn.error().message;
+    CoturnProcess& c = **coturn;
+    int pid = c.pid();
+    uint16_t port = c.port(), minRelay = c.minRelayPort();
+    auto restarted = c.restart();
+    ASSERT_TRUE(restarted) << restarted.error().message;
+    EXPECT_NE(c.pid(), pid);
+    errno = 0;
+    EXPECT_EQ(::kill(pid, 0), -1); // the old one is gone
+    EXPECT_EQ(errno, ESRCH);
+    EXPECT_EQ(c.port(), port);
+    EXPECT_EQ(c.minRelayPort(), minRelay);
+    EXPECT_TRUE(bindingAnswered("127.0.0.1", port)) << c.logTail();
+    EXPECT_TRUE(tcpConnects("127.0.0.1", port)) << c.logTail();
+    // Held across the restart: another helper starting now gets other ports.
+    auto other = CoturnProcess::start(withCredentials());
+    ASSERT_TRUE(other) << other.error().message;
+    EXPECT_NE((*other)->port(), port);
+    EXPECT_NE((*other)->minRelayPort(), minRelay);
+}
+
 TEST(CoturnProcess, ConcurrentInstancesGetDistinctPorts) {
     icepunch::Result<std::unique_ptr<CoturnProcess>> a = icepunch::Error{"not started"};
     icepunch::Result<std::unique_ptr<CoturnProcess>> b = icepunch::Error{"not started"};

@@ -308,7 +308,8 @@ struct CoturnProcess::State {
     std::string log;
     std::thread reader;
     PortLocks locks;
-    bool reaped = true; // true until a child exists, and again once waitpid() collected it
+    std::vector<SockAddr> addrs; // listen addresses (port 0)
+    bool reaped = true;          // true until a child exists, and again once waitpid() collected it
     int status = 0;
 };
 
@@ -328,6 +329,16 @@ bool CoturnProcess::running() const {
 }
 
 void CoturnProcess::stop() {
+    stopProcess();
+    state_->locks.clear();
+}
+
+Status CoturnProcess::restart() {
+    stopProcess();
+    return launch();
+}
+
+void CoturnProcess::stopProcess() {
     bool reaped;
     {
         std::lock_guard lock(state_->mutex);
@@ -351,7 +362,6 @@ void CoturnProcess::stop() {
     }
     if (state_->reader.joinable())
         state_->reader.join();
-    state_->locks.clear();
 }
 
 std::string CoturnProcess::log() const {
@@ -423,7 +433,7 @@ Result<std::unique_ptr<CoturnProcess>> CoturnProcess::startOnce(const CoturnOpti
     std::unique_ptr<CoturnProcess> self(new CoturnProcess());
     self->options_ = options;
 
-    std::vector<SockAddr> addrs;
+    std::vector<SockAddr>& addrs = self->state_->addrs;
     for (const std::string& a : {options.listenAddress, options.altListenAddress}) {
         if (a.empty())
             continue;
@@ -542,7 +552,15 @@ Result<std::unique_ptr<CoturnProcess>> CoturnProcess::startOnce(const CoturnOpti
     addInt("--user-quota", options.userQuota);
     addInt("--total-quota", options.totalQuota);
     args.insert(args.end(), options.extraArgs.begin(), options.extraArgs.end());
+    if (Status launched = self->launch(); !launched)
+        return launched.error();
+    return self;
+}
 
+Status CoturnProcess::launch() {
+    const CoturnOptions& options = options_;
+    const std::vector<SockAddr>& addrs = state_->addrs;
+    std::vector<std::string>& args = args_;
     // Everything the child touches is prepared before fork(): after it, only async-signal-safe
     // calls are allowed because other threads may hold locks.
     std::vector<char*> argv;
@@ -560,7 +578,7 @@ Result<std::unique_ptr<CoturnProcess>> CoturnProcess::startOnce(const CoturnOpti
     // PR_SET_PDEATHSIG (tied to the forking thread) fires only if this whole process dies.
     std::promise<int> spawned;
     std::future<int> spawnedPid = spawned.get_future();
-    State* state = self->state_.get();
+    State* state = state_.get();
     auto startTime = Clock::now();
     state->reader =
         std::thread([&spawned, &argv, state, parentPid, readEnd = std::move(readEnd),
@@ -602,27 +620,27 @@ Result<std::unique_ptr<CoturnProcess>> CoturnProcess::startOnce(const CoturnOpti
         state->reader.join();
         return Error{errnoText("cannot fork turnserver", -pid)};
     }
-    self->pid_ = pid;
+    pid_ = pid;
 
     std::vector<BindingProbe> probes;
     for (const SockAddr& addr : addrs) {
         SockAddr target = addr;
-        setPort(target, self->port_);
+        setPort(target, port_);
         auto probe = BindingProbe::open(target);
         if (!probe)
             return probe.error();
         probes.push_back(std::move(*probe));
     }
     SockAddr tlsAddr = addrs[0];
-    setPort(tlsAddr, self->tlsPort_);
+    setPort(tlsAddr, tlsPort_);
     bool tlsReady = !options.tls;
 
-    auto failure = [&self](const std::string& what) {
-        std::string all = self->log();
+    auto failure = [this](const std::string& what) {
+        std::string all = log();
         std::string notable = notableLines(all);
-        return Error{"turnserver (" + self->args_[0] + ") " + what +
+        return Error{"turnserver (" + args_[0] + ") " + what +
                      (notable.empty() ? "" : "; errors in its log:\n" + notable) +
-                     "; last log lines:\n" + self->logTail()};
+                     "; last log lines:\n" + logTail()};
     };
     auto deadline = startTime + options.startTimeout;
     while (true) {
@@ -669,9 +687,8 @@ Result<std::unique_ptr<CoturnProcess>> CoturnProcess::startOnce(const CoturnOpti
         if (stunReady)
             std::this_thread::sleep_for(20ms);
     }
-    self->startupTime_ =
-        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - startTime);
-    return self;
+    startupTime_ = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - startTime);
+    return {};
 }
 
 } // namespace icepunch::support

@@ -48,6 +48,11 @@ public:
 
     // SIGTERM to the spawned PID, wait up to 3 s, then SIGKILL; idempotent.
     void stop();
+    // The same server again: stops it (a server crash or restart as clients see it: every
+    // allocation and TCP connection gone) and starts a new turnserver on the same ports and
+    // arguments. The ports stay locked against other helpers meanwhile, so no coturn beside
+    // (SO_REUSEPORT) can take one and split the flows. Returns once it answers again.
+    Status restart();
     bool running() const;
 
     const std::string& listenAddress() const { return options_.listenAddress; }
@@ -75,6 +80,8 @@ public:
 
 private:
     static Result<std::unique_ptr<CoturnProcess>> startOnce(const CoturnOptions& options);
+    Status launch();    // spawn turnserver with args_ and wait until it answers
+    void stopProcess(); // stop() without releasing the port locks
     struct State;
     CoturnProcess();
 
