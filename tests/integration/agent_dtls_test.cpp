@@ -7,6 +7,9 @@
 #include <srtp2/srtp.h>
 
 #include <cstring>
+#include <memory>
+#include <mutex>
+#include <string_view>
 
 using namespace icepunch;
 using namespace icepunch::test;
@@ -221,13 +224,38 @@ TEST(AgentDtls, ANewFingerprintMidCallEndsTheSessionOnBothSides) {
 // The first connection comes through a restart's session (promoted, not connected the usual
 // way): the handshake must start all the same.
 TEST(AgentDtls, AFirstConnectionThroughARestartIsSecuredToo) {
+    // icepunch's own lines (restarts, promotions, DTLS), printed if the test fails.
+    auto lines = std::make_shared<std::pair<std::mutex, std::string>>();
+    setLogHandler(
+        [lines](LogLevel, std::string_view category, std::string_view message) {
+            if (category == "icepunch") {
+                std::lock_guard lock(lines->first);
+                lines->second.append(message).append("\n");
+            }
+        },
+        LogLevel::Info);
+    struct RestoreLog {
+        ~RestoreLog() { setLogHandler({}); }
+    } restoreLog;
+    auto logged = [lines] {
+        std::lock_guard lock(lines->first);
+        return lines->second;
+    };
     PeerPair peers(secureConfig(Role::Controlling), secureConfig(Role::Controlled));
     peers.startTrickle();
     ASSERT_TRUE(peers.a.agent->restart(peers.a.stream));
     ASSERT_TRUE(peers.a.events->waitSecure()) << describeSecure(peers.a.events->snapshot());
     ASSERT_TRUE(peers.b.events->waitSecure()) << describeSecure(peers.b.events->snapshot());
-    ASSERT_TRUE(exchange(peers.a, peers.b, 20, 100));
-    ASSERT_TRUE(exchange(peers.b, peers.a, 20, 100));
+    ASSERT_TRUE(exchange(peers.a, peers.b, 20, 100))
+        << "A:\n"
+        << describe(peers.a.events->snapshot()) << "\nB:\n"
+        << describe(peers.b.events->snapshot()) << "\nlog:\n"
+        << logged();
+    ASSERT_TRUE(exchange(peers.b, peers.a, 20, 100))
+        << "A:\n"
+        << describe(peers.a.events->snapshot()) << "\nB:\n"
+        << describe(peers.b.events->snapshot()) << "\nlog:\n"
+        << logged();
 }
 
 // ICE may connect before the fingerprint arrives (a description written in pieces): the

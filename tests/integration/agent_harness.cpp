@@ -286,6 +286,34 @@ bool exchange(Peer& from, Peer& to, int count, size_t size, size_t window,
                                                               std::chrono::steady_clock::now()));
 }
 
+std::string describe(const RecordedEvents& e) {
+    std::string out = "states:";
+    for (auto s : e.states) {
+        out += " " + std::string(toString(s));
+    }
+    out += "\nrestarts:";
+    for (const auto& r : e.restarts) {
+        out += "\n  " + r;
+    }
+    out += "\ndisconnects:";
+    for (const auto& r : e.disconnects) {
+        out += "\n  " + r;
+    }
+    for (const auto& f : e.failures) {
+        out += "\nfailure: " + f.message;
+    }
+    out += "\npairs:";
+    for (const auto& p : e.pairs) {
+        out += "\n  " + p.local.toString() + " -> " + p.remote.toString();
+    }
+    out += "\nsecured " + std::to_string(e.secured.size()) + " times";
+    for (const auto& f : e.insecure) {
+        out += "\nDTLS failure: " + f;
+    }
+    out += "\nreceived " + std::to_string(e.received) + " datagrams";
+    return out;
+}
+
 static int countDir(const char* path) {
     int n = 0;
     if (DIR* dir = opendir(path)) {

@@ -130,6 +130,10 @@ AgentConfig loopbackConfig(Role role);
 bool exchange(Peer& from, Peer& to, int count, size_t size, size_t window = 128,
               std::chrono::milliseconds timeout = 30s);
 
+// What a failed test prints about one agent: states, restarts, disconnects, failures, pairs,
+// DTLS outcomes and datagrams received.
+std::string describe(const RecordedEvents& e);
+
 int countOpenFds();
 int countThreads();
 
