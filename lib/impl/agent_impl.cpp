@@ -1593,7 +1593,7 @@ std::string Agent::Impl::refreshLocalAddresses() {
 // Make before break: a second libnice stream with new credentials gathers (new sockets, new
 // srflx mappings and TURN allocations) and checks, while the current one goes on carrying data.
 // It takes over once it has a pair for every component (promote).
-void Agent::Impl::startRestart(StreamId user, std::string reason) {
+void Agent::Impl::startRestart(StreamId user, std::string reason, const std::string& retry) {
     UserStream* u = findUser(user);
     Stream* active = u ? findStream(u->active) : nullptr;
     if (!active) {
@@ -1624,6 +1624,7 @@ void Agent::Impl::startRestart(StreamId user, std::string reason) {
         u->pending = *id;
     }
     u->reason = reason;
+    reason += retry;
     impl::log(LogLevel::Info, "stream " + std::to_string(user) + ": ICE restart: " + reason);
     emit([this, user, reason] {
         if (callbacks_.restarted) {
@@ -1729,18 +1730,18 @@ void Agent::Impl::onAttemptFailed(StreamId user, StreamId id, const std::string&
     }
     std::string again = u->reason;
     unsigned attempt = u->recovery.attempts();
-    u->attemptTimer =
-        startTimer(context_, decision.retryAfter, weak_from_this(),
-                   [user, again, attempt, reason](Impl& impl) {
-                       UserStream* us = impl.findUser(user);
-                       if (!us) {
-                           return;
-                       }
-                       g_source_unref(us->attemptTimer); // fired
-                       us->attemptTimer = nullptr;
-                       impl.startRestart(user, again + " (attempt " + std::to_string(attempt) +
-                                                   ", the last one: " + reason + ")");
-                   });
+    u->attemptTimer = startTimer(context_, decision.retryAfter, weak_from_this(),
+                                 [user, again, attempt, reason](Impl& impl) {
+                                     UserStream* us = impl.findUser(user);
+                                     if (!us) {
+                                         return;
+                                     }
+                                     g_source_unref(us->attemptTimer); // fired
+                                     us->attemptTimer = nullptr;
+                                     impl.startRestart(user, again,
+                                                       " (attempt " + std::to_string(attempt) +
+                                                           "; the one before: " + reason + ")");
+                                 });
 }
 
 void Agent::Impl::onPendingState(StreamId id, ComponentId c, NiceComponentState state) {

@@ -156,7 +156,8 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     bool isDescribed(StreamId id);
     // Traffic came back while recovering: recovery ends, a restart under way may still finish.
     void endRecovery(StreamId user);
-    void startRestart(StreamId user, std::string reason);
+    // `reason` is the trouble (kept for the final failure); `retry` says which try this is.
+    void startRestart(StreamId user, std::string reason, const std::string& retry = {});
     void beginRecovery(StreamId user, const std::string& reason);
     void armAttemptTimer(StreamId user, StreamId id);
     void onAttemptFailed(StreamId user, StreamId id, const std::string& reason);
