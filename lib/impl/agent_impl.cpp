@@ -1047,6 +1047,9 @@ void Agent::Impl::setComponentState(StreamId id, ComponentId componentId, Compon
 void Agent::Impl::updateIdleTimeout() {
     bool connected = !streams_.empty();
     for (const auto& [id, stream] : streams_) {
+        if (stream.discarded) {
+            continue; // replaced by a restart, lingering to receive what was in flight
+        }
         for (const auto& c : stream.components) {
             connected = connected && (c.state == ComponentState::Connected ||
                                       c.state == ComponentState::Completed);
@@ -1799,7 +1802,8 @@ void Agent::Impl::promote(StreamId user) {
     stopTimer(u->attemptTimer);
     u->recovery.recovered();
     if (old) {
-        discardStream(oldId); // its TURN allocations are released
+        // Its TURN allocations are released once the peer cannot be sending on it any more.
+        discardStream(oldId, kReplacedSessionLinger);
     }
     auto now = Clock::now();
     for (ComponentId c = 1; c <= next->components.size(); ++c) {
@@ -1831,8 +1835,9 @@ void Agent::Impl::promote(StreamId user) {
     }
 }
 
-// Removed soon, not now: this may run inside one of the stream's own signals.
-void Agent::Impl::discardStream(StreamId id) {
+// Removed soon, not now: this may run inside one of the stream's own signals. What arrives on it
+// meanwhile still reaches the app (onReceive does not look at discarded).
+void Agent::Impl::discardStream(StreamId id, std::chrono::milliseconds linger) {
     Stream* stream = findStream(id);
     if (!stream || stream->discarded) {
         return;
@@ -1841,7 +1846,7 @@ void Agent::Impl::discardStream(StreamId id) {
     stopTimer(stream->gatherTimer);
     stopTimer(stream->connectTimer);
     stopTimer(stream->udpSilenceTimer);
-    later([id](Impl& impl) {
+    later(linger, [id](Impl& impl) {
         nice_agent_remove_stream(impl.agent_, id);
         {
             std::lock_guard snapshot(impl.snapshotMutex_);
@@ -1854,12 +1859,16 @@ void Agent::Impl::discardStream(StreamId id) {
 // On the loop, once the current signal emission is over; not after teardown (which closes the
 // agent, streams and all).
 void Agent::Impl::later(std::function<void(Impl&)> fn) {
-    GSource* source = startTimer(context_, std::chrono::milliseconds(0), weak_from_this(),
-                                 [fn = std::move(fn)](Impl& impl) {
-                                     if (impl.agent_) {
-                                         fn(impl);
-                                     }
-                                 });
+    later(std::chrono::milliseconds(0), std::move(fn));
+}
+
+void Agent::Impl::later(std::chrono::milliseconds after, std::function<void(Impl&)> fn) {
+    GSource* source =
+        startTimer(context_, after, weak_from_this(), [fn = std::move(fn)](Impl& impl) {
+            if (impl.agent_) {
+                fn(impl);
+            }
+        });
     g_source_unref(source); // the context keeps it until it has run
 }
 

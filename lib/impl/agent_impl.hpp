@@ -162,9 +162,12 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     void armAttemptTimer(StreamId user, StreamId id);
     void onAttemptFailed(StreamId user, StreamId id, const std::string& reason);
     void promote(StreamId user);
-    void discardStream(StreamId id);
+    // The stream's signals are ignored from now on and libnice's stream is removed after
+    // `linger` (at once: once the current signal emission is over).
+    void discardStream(StreamId id, std::chrono::milliseconds linger = {});
     void dropPending(UserStream& u); // discards the restart under way, if any
     void later(std::function<void(Impl&)> fn);
+    void later(std::chrono::milliseconds after, std::function<void(Impl&)> fn);
     bool reselectLater(StreamId id, ComponentId component);
     void onPathFailed(StreamId id, ComponentId component);
     void pruneChecksOverTcpRelay(StreamId id, ComponentId component);
@@ -256,6 +259,9 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     Stream* findStream(StreamId id);
     std::chrono::milliseconds gatherTimeoutOf(const Stream& stream) const;
     static constexpr std::chrono::milliseconds kRestartGatherTimeout{1500};
+    // How long the session a restart replaced still receives: the peer switches to the new one
+    // a little before or after us, and what it sent meanwhile on the old path is delivered.
+    static constexpr std::chrono::milliseconds kReplacedSessionLinger{2000};
     // Index of the first STUN server whose status comes from a probe rather than a srflx.
     size_t stunProbedFrom() const;
 

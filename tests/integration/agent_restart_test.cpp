@@ -110,6 +110,45 @@ TEST(AgentRestart, RestartGivesNewCredentialsAndANewPairWhileDataFlows) {
 
 // Two restarts in a row: the peer's answer to the first lands on the second. Both sides must
 // meet on one session, not restart each other forever.
+// Make before break loses nothing: the two sides switch to the new session a moment apart, and
+// what one sent on the old path meanwhile still arrives (the old session lingers to receive).
+TEST(AgentRestart, NothingSentWhileTheSessionsSwitchIsLost) {
+    PeerPair peers(loopbackConfig(Role::Controlling), loopbackConfig(Role::Controlled));
+    peers.startTrickle();
+    ASSERT_TRUE(peers.waitConnected());
+    auto switched = [&] {
+        return peers.a.events->snapshot().pairs.size() >= 2 &&
+               peers.b.events->snapshot().pairs.size() >= 2;
+    };
+    // Each way, chunks of 50 with up to 32 in flight, until both sides are on the new session
+    // and one chunk more: every chunk must arrive whole.
+    auto stream = [&](Peer& from, Peer& to, int& chunks) {
+        bool done = false;
+        while (!done && chunks < 2000) {
+            done = switched();
+            if (!exchange(from, to, 50, 100, 32, 10s)) {
+                return false;
+            }
+            ++chunks;
+        }
+        return done;
+    };
+    int chunksAB = 0, chunksBA = 0;
+    bool okBA = false;
+    std::thread back([&] { okBA = stream(peers.b, peers.a, chunksBA); });
+    // Restart mid-stream (no ASSERT before join: the thread must end first).
+    EXPECT_TRUE(peers.a.events->waitFor([&] { return peers.a.events->received >= 100; }));
+    EXPECT_TRUE(peers.a.agent->restart(peers.a.stream));
+    bool okAB = stream(peers.a, peers.b, chunksAB);
+    back.join();
+    EXPECT_TRUE(okAB) << "A to B, after " << chunksAB << " whole chunks:\nA:\n"
+                      << describe(peers.a.events->snapshot()) << "\nB:\n"
+                      << describe(peers.b.events->snapshot());
+    EXPECT_TRUE(okBA) << "B to A, after " << chunksBA << " whole chunks:\nA:\n"
+                      << describe(peers.a.events->snapshot()) << "\nB:\n"
+                      << describe(peers.b.events->snapshot());
+}
+
 TEST(AgentRestart, TwoRestartsInARowSettleOnOneSession) {
     PeerPair peers(loopbackConfig(Role::Controlling), loopbackConfig(Role::Controlled));
     peers.startTrickle();
