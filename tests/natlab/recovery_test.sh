@@ -36,6 +36,8 @@ REPEAT = int(os.environ.get("ICEPUNCH_RECOVERY_REPEAT", "1"))
 EVENT_CALL_S = 20     # an event case: 5 s of call, the event, 15 s more
 EVENT_AFTER_S = 5
 PING_MS = 20
+# A pair selected this close to the end of the call is not what the call is judged on.
+SETTLE_BEFORE_END_MS = 3000
 
 
 def on_term(signum, frame):
@@ -194,10 +196,19 @@ def run_case(case, prefix, run_no):
                                                result.get("remote_type")) else "direct") \
             if result.get("connected") else "none"
         selected = [e for e in events_a if e["event"] == "selected"]
+        def path_of(e):
+            return "relay" if "relay" in (e.get("local_type"), e.get("remote_type")) else "direct"
         last = selected[-1] if selected else result
-        cell["final_path"] = ("relay" if "relay" in (last.get("local_type"),
-                                                     last.get("remote_type")) else "direct") \
-            if result.get("connected") else "none"
+        # A pair selected in the call's last seconds (a restart just before the end, which loss
+        # can bring) had no time to be replaced by a better one: the call is judged on the pair
+        # it had before, and the late one is shown.
+        call_end_ms = (la[0][0] + ping["pings"] * PING_MS) if (la and ping) else None
+        if (len(selected) >= 2 and call_end_ms is not None and
+                call_end_ms - selected[-1]["t_ms"] < SETTLE_BEFORE_END_MS):
+            cell["late_pair"] = (f"{path_of(selected[-1])} selected "
+                                 f"{round(call_end_ms - selected[-1]['t_ms'])} ms before the end")
+            last = selected[-2]
+        cell["final_path"] = path_of(last) if result.get("connected") else "none"
         if selected:
             cell["switched_ms"] = selected[-1]["t_ms"]
         if cell["final_path"] != expected:
@@ -290,7 +301,8 @@ for c in results:
     }.get(c["event"], "—")
     rec = c.get("recovery_ms")
     rows.append(f"| {c['name']}{'' if REPEAT == 1 else ' #' + str(c['run'])} | {c['a']} × {c['b']} "
-                f"| {c['loss']} % | {ev} | {c.get('path', '?')} → {c.get('final_path', '?')} | "
+                f"| {c['loss']} % | {ev} | {c.get('path', '?')} → {c.get('final_path', '?')}"
+                f"{' (then ' + c['late_pair'] + ')' if 'late_pair' in c else ''} | "
                 f"{'—' if rec is None else round(rec)} | {c.get('outage_ms', '?')} | "
                 f"{c.get('lost', '?')} / {c.get('sent', '?')} | "
                 f"{c.get('share', 0):.1%} | {c.get('restarts_a', '?')}/{c.get('restarts_b', '?')} "
