@@ -1656,7 +1656,7 @@ void Agent::Impl::armAttemptTimer(StreamId user, StreamId id) {
     UserStream* u = findUser(user);
     stopTimer(u->attemptTimer);
     auto timeout =
-        u->recovery.active() ? u->recovery.config().attemptTimeout : config_.connectTimeout;
+        u->recovery.active() ? u->recovery.attemptTimeout(Clock::now()) : config_.connectTimeout;
     u->attemptTimer =
         startTimer(context_, timeout, weak_from_this(), [user, id, timeout](Impl& impl) {
             UserStream* us = impl.findUser(user);

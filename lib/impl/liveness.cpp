@@ -120,6 +120,17 @@ Recovery::Decision Recovery::attemptFailed(TimePoint now) {
     return {false, backoff};
 }
 
+std::chrono::milliseconds Recovery::attemptTimeout(TimePoint now) const {
+    auto timeout = config_.attemptTimeout;
+    for (unsigned i = 1; i < attempts_ && timeout < config_.maxAttemptTimeout; ++i) {
+        timeout *= 2;
+    }
+    timeout = std::min(timeout, std::max(config_.attemptTimeout, config_.maxAttemptTimeout));
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(since_ + config_.giveUpAfter - now);
+    return std::max(config_.attemptTimeout, std::min(timeout, left));
+}
+
 void Recovery::recovered() {
     active_ = false;
     attempts_ = 0;

@@ -82,7 +82,11 @@ public:
     using TimePoint = Liveness::TimePoint;
 
     struct Config {
+        // The first attempt's; each next one gets twice the time, up to maxAttemptTimeout: a
+        // slow path (a TCP relay on a loaded host: a check lost between the relays waits out
+        // libnice's 2 s reliable timeout) must not be restarted, losing its progress, forever.
         std::chrono::milliseconds attemptTimeout{5000};
+        std::chrono::milliseconds maxAttemptTimeout{20000};
         std::chrono::milliseconds firstBackoff{500};
         std::chrono::milliseconds maxBackoff{4000};
         std::chrono::milliseconds giveUpAfter{30000}; // AgentConfig::connectTimeout
@@ -103,6 +107,9 @@ public:
     void recovered();
     TimePoint since() const { return since_; }
     unsigned attempts() const { return attempts_; }
+    // How long the attempt starting at `now` may take to connect: growing per attempt, but not
+    // past the give-up deadline (except that every attempt gets config().attemptTimeout).
+    std::chrono::milliseconds attemptTimeout(TimePoint now) const;
     const Config& config() const { return config_; }
 
 private:

@@ -167,6 +167,39 @@ TEST(RecoveryTest, RetriesWithBackoffUntilTheDeadline) {
     }
 }
 
+TEST(RecoveryTest, EachAttemptGetsMoreTimeButNotPastTheDeadline) {
+    Recovery r;
+    auto t = Liveness::Clock::time_point{} + 100s;
+    ASSERT_TRUE(r.begin(t));
+    std::vector<long> timeouts;
+    auto now = t;
+    for (int i = 0; i < 5; ++i) {
+        auto timeout = r.attemptTimeout(now);
+        timeouts.push_back(static_cast<long>(timeout.count()));
+        now += timeout;
+        auto d = r.attemptFailed(now);
+        if (d.giveUp) {
+            break;
+        }
+        now += d.retryAfter;
+    }
+    // 5 s, then 10 s (after 500 ms of backoff), then what is left of the 30 s: 30 - 16.5.
+    EXPECT_EQ(timeouts, (std::vector<long>{5000, 10000, 13500}));
+    EXPECT_FALSE(r.active());
+    EXPECT_EQ(now - t, r.config().giveUpAfter) << "the last attempt ends at the deadline";
+    r.recovered();
+    ASSERT_TRUE(r.begin(now));
+    EXPECT_EQ(r.attemptTimeout(now).count(), 5000) << "a new recovery starts short again";
+    Recovery::Config capped;
+    capped.giveUpAfter = 300s;
+    Recovery longer(capped);
+    ASSERT_TRUE(longer.begin(t));
+    for (int i = 0; i < 4; ++i) {
+        longer.attemptFailed(t + 1s);
+    }
+    EXPECT_EQ(longer.attemptTimeout(t + 2s), capped.maxAttemptTimeout);
+}
+
 TEST(RecoveryTest, RecoveredEndsItAndTheNextTroubleStartsAgain) {
     Recovery r;
     auto t = Liveness::Clock::time_point{} + 100s;
