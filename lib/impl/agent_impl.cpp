@@ -1148,7 +1148,8 @@ void Agent::Impl::onReceive(StreamId id, ComponentId componentId, const char* da
     auto& counters = *component.counters;
     counters.bytesReceived += size;
     counters.packetsReceived += 1;
-    if (component.everConnected || stream->pending) {
+    // The session a restart replaced says the peer is alive, not that our new route works.
+    if ((component.everConnected || stream->pending) && !stream->discarded) {
         if (UserStream* u = findUser(stream->user)) {
             u->liveness[componentId - 1].received(coarseNow());
             // Traffic is back: connected again at once, not at the next liveness tick.
@@ -1614,6 +1615,9 @@ void Agent::Impl::startRestart(StreamId user, std::string reason, const std::str
         answer->endOfCandidates = replaced->remoteEnded;
     }
     dropPending(*u);
+    if (u->replaced) {
+        removeStreamAfter(std::exchange(u->replaced, 0), {}); // its linger ends: a new one comes
+    }
     if (std::string change = refreshLocalAddresses(); !change.empty()) {
         reason += "; " + change;
     }
@@ -1802,8 +1806,13 @@ void Agent::Impl::promote(StreamId user) {
     stopTimer(u->attemptTimer);
     u->recovery.recovered();
     if (old) {
-        // Its TURN allocations are released once the peer cannot be sending on it any more.
+        // Removed (its TURN allocations released) after kReplacedSessionLinger, by when the
+        // peer is on the new session too; one replaced earlier goes now.
+        if (u->replaced) {
+            removeStreamAfter(std::exchange(u->replaced, 0), {});
+        }
         discardStream(oldId, kReplacedSessionLinger);
+        u->replaced = oldId;
     }
     auto now = Clock::now();
     for (ComponentId c = 1; c <= next->components.size(); ++c) {
@@ -1846,7 +1855,19 @@ void Agent::Impl::discardStream(StreamId id, std::chrono::milliseconds linger) {
     stopTimer(stream->gatherTimer);
     stopTimer(stream->connectTimer);
     stopTimer(stream->udpSilenceTimer);
-    later(linger, [id](Impl& impl) {
+    removeStreamAfter(id, linger);
+}
+
+// libnice's stream goes after `delay`, unless it went already.
+void Agent::Impl::removeStreamAfter(StreamId id, std::chrono::milliseconds delay) {
+    later(delay, [id](Impl& impl) {
+        auto it = impl.streams_.find(id);
+        if (it == impl.streams_.end()) {
+            return; // removed early (a restart ended its linger)
+        }
+        if (UserStream* u = impl.findUser(it->second.user); u && u->replaced == id) {
+            u->replaced = 0;
+        }
         nice_agent_remove_stream(impl.agent_, id);
         {
             std::lock_guard snapshot(impl.snapshotMutex_);

@@ -93,9 +93,11 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     // is carried by one at a time; during an ICE restart a second, pending one gathers and
     // checks until it has a pair for every component, then takes over.
     struct Stream {
-        StreamId user = 0;      // the app's stream it carries
-        bool pending = false;   // a restart's session, not yet carrying the app's stream
-        bool discarded = false; // being removed: its late signals are ignored
+        StreamId user = 0;    // the app's stream it carries
+        bool pending = false; // a restart's session, not yet carrying the app's stream
+        // Being removed: its late signals are ignored; datagrams that still arrive on it (the
+        // session a restart replaced, see kReplacedSessionLinger) reach the app.
+        bool discarded = false;
         std::string remoteUfrag, remotePwd;
         std::vector<Candidate> remoteCandidates; // as the app gave them (a restart carries them)
         std::vector<Component> components;       // index = component id - 1
@@ -118,6 +120,7 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     struct UserStream {
         StreamId active = 0;
         StreamId pending = 0;
+        StreamId replaced = 0; // the session the last restart replaced, while it lingers
         std::vector<impl::Liveness> liveness; // per component
         impl::Recovery recovery;
         std::string reason;              // of the restart under way
@@ -163,8 +166,9 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     void onAttemptFailed(StreamId user, StreamId id, const std::string& reason);
     void promote(StreamId user);
     // The stream's signals are ignored from now on and libnice's stream is removed after
-    // `linger` (at once: once the current signal emission is over).
+    // `linger` (0: as soon as the current signal emission ends).
     void discardStream(StreamId id, std::chrono::milliseconds linger = {});
+    void removeStreamAfter(StreamId id, std::chrono::milliseconds delay);
     void dropPending(UserStream& u); // discards the restart under way, if any
     void later(std::function<void(Impl&)> fn);
     void later(std::chrono::milliseconds after, std::function<void(Impl&)> fn);
@@ -260,7 +264,9 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     std::chrono::milliseconds gatherTimeoutOf(const Stream& stream) const;
     static constexpr std::chrono::milliseconds kRestartGatherTimeout{1500};
     // How long the session a restart replaced still receives: the peer switches to the new one
-    // a little before or after us, and what it sent meanwhile on the old path is delivered.
+    // a little before or after us (a check's round trip and its nomination, usually well under
+    // a second), and what it sent meanwhile on the old path is delivered. A new restart ends
+    // the linger at once (no third set of sockets and allocations).
     static constexpr std::chrono::milliseconds kReplacedSessionLinger{2000};
     // Index of the first STUN server whose status comes from a probe rather than a srflx.
     size_t stunProbedFrom() const;

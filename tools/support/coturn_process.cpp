@@ -309,6 +309,8 @@ struct CoturnProcess::State {
     std::thread reader;
     PortLocks locks;
     std::vector<SockAddr> addrs; // listen addresses (port 0)
+    std::size_t logStart = 0;    // where the current turnserver's output begins (restart)
+    bool stopped = false;        // stop() released the ports
     bool reaped = true;          // true until a child exists, and again once waitpid() collected it
     int status = 0;
 };
@@ -331,9 +333,12 @@ bool CoturnProcess::running() const {
 void CoturnProcess::stop() {
     stopProcess();
     state_->locks.clear();
+    state_->stopped = true;
 }
 
 Status CoturnProcess::restart() {
+    if (state_->stopped)
+        return Error{"restart() after stop(): the ports are no longer held"};
     stopProcess();
     return launch();
 }
@@ -369,6 +374,11 @@ std::string CoturnProcess::log() const {
     return state_->log;
 }
 
+std::string CoturnProcess::currentLog() const {
+    std::lock_guard lock(state_->mutex);
+    return state_->log.substr(std::min(state_->logStart, state_->log.size()));
+}
+
 std::string CoturnProcess::logTail(std::size_t lines) const {
     std::string all = log();
     std::size_t pos = all.size();
@@ -385,7 +395,7 @@ std::string CoturnProcess::logTail(std::size_t lines) const {
 }
 
 int CoturnProcess::liveAllocations() const {
-    std::string all = log();
+    std::string all = currentLog();
     auto count = [&](std::string_view what) {
         int n = 0;
         for (auto pos = all.find(what); pos != std::string::npos; pos = all.find(what, pos + 1))
@@ -579,6 +589,10 @@ Status CoturnProcess::launch() {
     std::promise<int> spawned;
     std::future<int> spawnedPid = spawned.get_future();
     State* state = state_.get();
+    {
+        std::lock_guard lock(state->mutex);
+        state->logStart = state->log.size();
+    }
     auto startTime = Clock::now();
     state->reader =
         std::thread([&spawned, &argv, state, parentPid, readEnd = std::move(readEnd),
@@ -636,7 +650,7 @@ Status CoturnProcess::launch() {
     bool tlsReady = !options.tls;
 
     auto failure = [this](const std::string& what) {
-        std::string all = log();
+        std::string all = currentLog();
         std::string notable = notableLines(all);
         return Error{"turnserver (" + args_[0] + ") " + what +
                      (notable.empty() ? "" : "; errors in its log:\n" + notable) +

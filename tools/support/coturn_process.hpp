@@ -71,17 +71,19 @@ public:
     // ("turns", "stuns") use tlsPort().
     std::string uri(std::string_view scheme = "turn", std::string_view transport = "") const;
 
-    // coturn's stdout and stderr captured so far, and its last lines (for failure messages).
+    // coturn's stdout and stderr captured so far (every run, after restart()), and its last
+    // lines (for failure messages).
     std::string log() const;
     std::string logTail(std::size_t lines = 20) const;
-    // Allocations made and not yet deleted, from the log ("new, realm=" minus "delete: realm=");
-    // needs CoturnOptions::verbose.
+    // Allocations made and not yet deleted, from the current run's log ("new, realm=" minus
+    // "delete: realm="); needs CoturnOptions::verbose.
     int liveAllocations() const;
 
 private:
     static Result<std::unique_ptr<CoturnProcess>> startOnce(const CoturnOptions& options);
-    Status launch();    // spawn turnserver with args_ and wait until it answers
-    void stopProcess(); // stop() without releasing the port locks
+    Status launch();                // spawn turnserver with args_ and wait until it answers
+    std::string currentLog() const; // the output of the turnserver running now (or last)
+    void stopProcess();             // stop() without releasing the port locks
     struct State;
     CoturnProcess();
 
