@@ -40,7 +40,12 @@ Liveness::ConsentAction Liveness::consentTimeout(TimePoint now) {
         misses_ = 0;
     }
     ++misses_;
-    if (now - consentFresh_ >= config_.consentExpiry - config_.windowSlack) {
+    // What libnice's timeouts say of the answers is a guess: a re-arm's first check answered at
+    // once and the next two lost reads as a streak. Datagrams from the peer coming in now are
+    // no guess: the path works both ways, so a lossy path's unanswered checks keep the pair (as
+    // evaluate() does); if they stop, the next timeout expires it.
+    bool heardLately = lastReceived_ && now - *lastReceived_ < config_.disconnectedAfter;
+    if (now - consentFresh_ >= config_.consentExpiry - config_.windowSlack && !heardLately) {
         rearmedAt_.reset();
         return ConsentAction::Expired;
     }

@@ -11,6 +11,8 @@
 //   means "no answer for 10 s"; the agent re-arms the pair (nice_agent_set_selected_pair, which
 //   also sends a check at once) and asks onConsentTimeout() whether 30 s have gone by without an
 //   answer. A window of 10 s after a re-arm without another timeout proves an answer came.
+//   Those timeouts only hint at the answers (one answered at once after a re-arm is invisible),
+//   so while the peer's datagrams still come in, consent does not expire.
 // - Traffic. Every datagram sent and received: a component that sends and hears nothing for
 //   disconnectedAfter, once the peer has been heard at all, is disconnected. A side that only
 //   sends (never heard from the peer) or only receives relies on consent alone.
@@ -34,7 +36,7 @@ public:
 
     enum class ConsentAction {
         Rearm,   // still within consentExpiry: re-arm the pair, keep sending
-        Expired, // no answer for consentExpiry: the path is gone
+        Expired, // no answer for consentExpiry and no datagram lately: the path is gone
     };
 
     struct Verdict {

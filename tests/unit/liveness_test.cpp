@@ -80,6 +80,20 @@ TEST_F(LivenessTest, UnansweredConsentWhileDatagramsArriveIsALossyPathNotALostOn
     EXPECT_NE(v.reason.find("consent"), std::string::npos) << v.reason;
 }
 
+TEST_F(LivenessTest, AStreakOfTimeoutsWhileDatagramsArriveDoesNotExpireConsent) {
+    // The NAT lab's 20 % loss call: libnice timed out every ~10 s for 30 s (each re-arm's first
+    // check answered at once, the next ones lost) while the peer's pings kept coming.
+    auto t = t0 + 60s;
+    for (auto d = t0; d <= t + 40s; d += 20ms) {
+        live.received(d);
+        if (d == t || d == t + 10s || d == t + 20s || d == t + 30s || d == t + 40s) {
+            ASSERT_EQ(live.consentTimeout(d), Action::Rearm) << "at " << (d - t0) / 1s << " s";
+        }
+    }
+    // The peer falls silent too: the next timeout in the streak expires consent.
+    EXPECT_EQ(live.consentTimeout(t + 50s), Action::Expired);
+}
+
 TEST_F(LivenessTest, QuietCallIsNotDisconnected) {
     // Neither side sends: nothing to judge by but consent.
     live.received(t0 + 1s);
