@@ -804,10 +804,10 @@ void runScale(const Options& o) {
     int threads0 = countDir("/proc/self/task");
     int fds0 = countDir("/proc/self/fd");
     // libnice 0.1.21 holds two fds per agent (its socket and the eventfd of the private
-    // GMainContext every component owns), and the loop one per context of 8 agents (its
+    // GMainContext every component owns), and the loop one per context of 4 agents (its
     // wake-up eventfd): ask only for what RLIMIT_NOFILE can hold.
     bool oneContext = std::getenv("ICEPUNCH_BENCH_ONE_CONTEXT") != nullptr;
-    double fdsPerPair = oneContext ? 4.0 : 4.25;
+    double fdsPerPair = oneContext ? 4.0 : 4.5;
     int fit = std::max(
         0, static_cast<int>((static_cast<double>(std::min<rlim_t>(limit, 1 << 30)) - fds0 - 64) /
                             fdsPerPair));
@@ -920,7 +920,7 @@ void runScale(const Options& o) {
         .add("idle_cpu_percent", idleWall > 0 ? 100.0 * idleCpu / idleWall : 0.0)
         .add("idle_settle_s", o.settle)
         .add("contexts", std::getenv("ICEPUNCH_BENCH_ONE_CONTEXT") ? "one per loop (baseline)"
-                                                                   : "one per 8 agents")
+                                                                   : "one per 4 agents")
         .add("teardown_ms", teardownMs)
         .add("break", breakReason);
     std::string curve;
