@@ -202,28 +202,90 @@ PeerPair::PeerPair(AgentConfig configA, AgentConfig configB, std::shared_ptr<Eve
     make(b, std::move(configB));
 }
 
-void PeerPair::startTrickle() {
-    auto wire = [](Peer& self, Peer& other) {
+void Signalling::setLatency(std::chrono::milliseconds latency) {
+    std::lock_guard lock(mutex_);
+    latency_ = latency;
+}
+
+void Signalling::send(std::function<void()> deliver) {
+    std::unique_lock lock(mutex_);
+    if (stopped_) {
+        return;
+    }
+    if (latency_.count() == 0) {
+        lock.unlock();
+        deliver();
+        return;
+    }
+    queue_.emplace_back(Clock::now() + latency_, std::move(deliver));
+    if (!thread_.joinable()) {
+        thread_ = std::thread([this] { run(); });
+    }
+    changed_.notify_all();
+}
+
+void Signalling::run() {
+    std::unique_lock lock(mutex_);
+    while (!stopped_) {
+        if (queue_.empty()) {
+            changed_.wait(lock);
+            continue;
+        }
+        auto due = queue_.front().first;
+        if (Clock::now() < due) {
+            changed_.wait_until(lock, due); // the latency itself
+            continue;
+        }
+        auto deliver = std::move(queue_.front().second);
+        queue_.erase(queue_.begin());
+        lock.unlock();
+        deliver();
+        lock.lock();
+    }
+}
+
+void Signalling::stop() {
+    {
+        std::lock_guard lock(mutex_);
+        stopped_ = true;
+        queue_.clear();
+    }
+    changed_.notify_all();
+    if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) {
+        thread_.join();
+    }
+}
+
+void PeerPair::startTrickle(std::chrono::milliseconds latency) {
+    signalling.setLatency(latency);
+    auto wire = [this](Peer& self, Peer& other) {
         auto credentials = self.agent->localDescription(self.stream).value();
         other.agent->setRemoteDescription(other.stream, credentials);
-        // Looked up at call time: a test may destroy the other agent meanwhile.
+        // Looked up at delivery time: a test may destroy the other agent meanwhile.
         Peer* peer = &other;
-        self.events->onCandidate = [peer](StreamId, const Candidate& c) {
-            peer->withAgent([&](Agent& agent) { agent.addRemoteCandidate(peer->stream, c); });
+        Signalling* channel = &signalling;
+        self.events->onCandidate = [peer, channel](StreamId, const Candidate& c) {
+            channel->send([peer, c] {
+                peer->withAgent([&](Agent& agent) { agent.addRemoteCandidate(peer->stream, c); });
+            });
         };
-        self.events->onGatheringDone = [peer](StreamId) {
-            peer->withAgent([&](Agent& agent) { agent.endOfRemoteCandidates(peer->stream); });
+        self.events->onGatheringDone = [peer, channel](StreamId) {
+            channel->send([peer] {
+                peer->withAgent([&](Agent& agent) { agent.endOfRemoteCandidates(peer->stream); });
+            });
         };
         // An ICE restart (ours, or answering the peer's): the new credentials go over, as a
         // signalling channel would carry them; the candidates follow as they are gathered.
         // Our own agent is alive inside its callback (its destructor waits for it).
         Agent* mine = self.agent.get();
         StreamId myStream = self.stream;
-        self.events->onRestarted = [mine, myStream, peer](StreamId, const std::string&) {
+        self.events->onRestarted = [mine, myStream, peer, channel](StreamId, const std::string&) {
             auto description = mine->localDescription(myStream);
             if (description) {
-                peer->withAgent(
-                    [&](Agent& agent) { agent.setRemoteDescription(peer->stream, *description); });
+                channel->send([peer, d = *description] {
+                    peer->withAgent(
+                        [&](Agent& agent) { agent.setRemoteDescription(peer->stream, d); });
+                });
             }
         };
     };
@@ -257,6 +319,7 @@ bool PeerPair::waitConnected(std::chrono::milliseconds timeout) {
 }
 
 PeerPair::~PeerPair() {
+    signalling.stop(); // nothing more reaches a peer that is going
     a.destroyAgent();
     b.destroyAgent();
 }

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace icepunch::test {
@@ -106,19 +107,44 @@ private:
     std::mutex agentMutex_; // guards `agent` against withAgent() while destroyAgent() takes it
 };
 
+// The signalling channel between two peers: what is sent reaches the other side `latency`
+// later, in order, as over a server. With no latency it is delivered at once, on the sender's
+// thread.
+class Signalling {
+public:
+    explicit Signalling(std::chrono::milliseconds latency = {}) : latency_(latency) {}
+    ~Signalling() { stop(); }
+    void setLatency(std::chrono::milliseconds latency);
+    void send(std::function<void()> deliver);
+    // Drops what is on the way and all that is sent from now on.
+    void stop();
+
+private:
+    using Clock = std::chrono::steady_clock;
+    void run();
+    std::chrono::milliseconds latency_;
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::vector<std::pair<Clock::time_point, std::function<void()>>> queue_;
+    bool stopped_ = false;
+    std::thread thread_;
+};
+
 // Two agents on loopback. Peer a is controlling, b controlled, unless configs say otherwise.
 class PeerPair {
 public:
     PeerPair(AgentConfig configA, AgentConfig configB, std::shared_ptr<EventLoop> loop = nullptr);
 
-    // Exchanges credentials, gathers, and trickles candidates to the other side as they come.
-    void startTrickle();
+    // Exchanges credentials, gathers, and trickles candidates to the other side as they come,
+    // through a signalling channel with `latency` (restarts' new credentials too).
+    void startTrickle(std::chrono::milliseconds latency = {});
     // Gathers both, waits for gathering done, then exchanges whole descriptions.
     bool startNonTrickle(std::chrono::milliseconds timeout = 10s);
     bool waitConnected(std::chrono::milliseconds timeout = 10s);
     // Destroys a then b: once a is gone its forwarders, which reach into b, no longer run.
     ~PeerPair();
 
+    Signalling signalling; // outlives the peers: their callbacks may still send while they go
     Peer a, b;
 };
 

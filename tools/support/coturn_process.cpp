@@ -336,10 +336,11 @@ void CoturnProcess::stop() {
     state_->stopped = true;
 }
 
-Status CoturnProcess::restart() {
+Status CoturnProcess::restart(std::chrono::milliseconds down) {
     if (state_->stopped)
         return Error{"restart() after stop(): the ports are no longer held"};
     stopProcess();
+    std::this_thread::sleep_for(down); // the outage itself: clients meet a closed port meanwhile
     return launch();
 }
 

@@ -51,8 +51,9 @@ public:
     // The same server again: stops it (a server crash or restart as clients see it: every
     // allocation and TCP connection gone) and starts a new turnserver on the same ports and
     // arguments. The ports stay locked against other helpers meanwhile, so no coturn beside
-    // (SO_REUSEPORT) can take one and split the flows. Returns once it answers again.
-    Status restart();
+    // (SO_REUSEPORT) can take one and split the flows. Returns once it answers again. With
+    // `down`, the server stays away that long first (a host that takes seconds to come back).
+    Status restart(std::chrono::milliseconds down = {});
     bool running() const;
 
     const std::string& listenAddress() const { return options_.listenAddress; }
