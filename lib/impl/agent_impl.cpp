@@ -1514,6 +1514,24 @@ Status Agent::Impl::setRemote(StreamId user, const SessionDescription& descripti
         // them (libnice replaces the remote credentials); restarting again here would answer
         // the peer's previous session each time and never meet it.
         target = u->pending;
+    } else if (u->recovery.active() && u->attemptTimer) {
+        // Between recovery attempts (ours failed; its backoff runs): the peer's answer to it,
+        // arriving late, or the peer's own restart. The next attempt answers it (answerAt).
+        if (u->peerSession && u->peerSession->ufrag == description.ufrag &&
+            u->peerSession->pwd == description.pwd) {
+            for (const auto& c : description.candidates) {
+                u->peerSession->candidates.push_back(c);
+            }
+            u->peerSession->endOfCandidates |= description.endOfCandidates;
+        } else {
+            u->peerSession = description;
+        }
+        auto now = Clock::now();
+        auto at = u->recovery.answerAt(now);
+        if (at < u->retryAt) {
+            armRetry(user, std::chrono::ceil<std::chrono::milliseconds>(at - now));
+        }
+        return {};
     } else {
         // RFC 8445 section 9: other credentials are the peer's ICE restart; ours answers it.
         startRestart(user, "the peer restarted ICE (new ufrag " + description.ufrag + ")");
@@ -1531,6 +1549,10 @@ Status Agent::Impl::addRemoteCandidate(StreamId user, const Candidate& candidate
         return noStream(user);
     }
     Stream* pending = u->pending ? findStream(u->pending) : nullptr;
+    if (!pending && u->peerSession) {
+        u->peerSession->candidates.push_back(candidate); // for the next attempt (see setRemote)
+        return {};
+    }
     return addRemoteCandidateTo(pending && pending->remoteSet ? u->pending : u->active, candidate);
 }
 
@@ -1540,6 +1562,10 @@ Status Agent::Impl::endOfRemoteCandidates(StreamId user) {
         return noStream(user);
     }
     Stream* pending = u->pending ? findStream(u->pending) : nullptr;
+    if (!pending && u->peerSession) {
+        u->peerSession->endOfCandidates = true;
+        return {};
+    }
     return endOfRemoteCandidatesOf(pending && pending->remoteSet ? u->pending : u->active);
 }
 
@@ -1605,14 +1631,11 @@ void Agent::Impl::startRestart(StreamId user, std::string reason, const std::str
     }
     // A restart replacing one under way keeps the peer's answer to it: the peer's new session
     // takes our new credentials when they reach it (see setRemote) and answers nothing more.
-    std::optional<SessionDescription> answer;
+    // So does a recovery attempt after one that failed (see setRemote).
+    std::optional<SessionDescription> answer = std::exchange(u->peerSession, std::nullopt);
     if (Stream* replaced = u->pending ? findStream(u->pending) : nullptr;
         replaced && replaced->remoteSet) {
-        answer = SessionDescription{};
-        answer->ufrag = replaced->remoteUfrag;
-        answer->pwd = replaced->remotePwd;
-        answer->candidates = replaced->remoteCandidates;
-        answer->endOfCandidates = replaced->remoteEnded;
+        answer = remoteSideOf(*replaced);
     }
     dropPending(*u);
     if (u->replaced) {
@@ -1673,6 +1696,32 @@ void Agent::Impl::armAttemptTimer(StreamId user, StreamId id) {
         });
 }
 
+SessionDescription Agent::Impl::remoteSideOf(const Stream& stream) {
+    SessionDescription d;
+    d.ufrag = stream.remoteUfrag;
+    d.pwd = stream.remotePwd;
+    d.candidates = stream.remoteCandidates;
+    d.endOfCandidates = stream.remoteEnded;
+    return d;
+}
+
+void Agent::Impl::armRetry(StreamId user, std::chrono::milliseconds delay) {
+    UserStream* u = findUser(user);
+    stopTimer(u->attemptTimer);
+    u->retryAt = Clock::now() + delay;
+    u->attemptTimer = startTimer(context_, delay, weak_from_this(), [user](Impl& impl) {
+        UserStream* us = impl.findUser(user);
+        if (!us) {
+            return;
+        }
+        g_source_unref(us->attemptTimer); // fired
+        us->attemptTimer = nullptr;
+        impl.startRestart(user, us->reason,
+                          " (attempt " + std::to_string(us->recovery.attempts()) +
+                              "; the one before: " + us->failure + ")");
+    });
+}
+
 void Agent::Impl::beginRecovery(StreamId user, const std::string& reason) {
     UserStream* u = findUser(user);
     if (!config_.autoRestart || !u || !u->recovery.begin(Clock::now())) {
@@ -1694,6 +1743,7 @@ void Agent::Impl::endRecovery(StreamId user) {
         return;
     }
     u->recovery.recovered();
+    u->peerSession.reset();
     if (u->pending) {
         armAttemptTimer(user, u->pending); // now the connect timeout of an ordinary restart
     } else {
@@ -1706,10 +1756,14 @@ void Agent::Impl::onAttemptFailed(StreamId user, StreamId id, const std::string&
     if (!u || u->pending != id) {
         return;
     }
+    if (Stream* failed = findStream(id); failed && failed->remoteSet) {
+        u->peerSession = remoteSideOf(*failed); // the peer is on it: the next attempt answers it
+    }
     dropPending(*u);
     stopTimer(u->attemptTimer);
     Stream* active = findStream(u->active);
     if (!u->recovery.active()) {
+        u->peerSession.reset();
         impl::log(LogLevel::Warning, "stream " + std::to_string(user) + ": ICE restart failed (" +
                                          reason + "); the current session stays");
         // A restart before anything connected: the current session's own failure, held back
@@ -1731,24 +1785,16 @@ void Agent::Impl::onAttemptFailed(StreamId user, StreamId id, const std::string&
     }
     auto decision = u->recovery.attemptFailed(Clock::now());
     if (decision.giveUp) {
+        u->peerSession.reset();
         failConnected(user, "connection lost: " + u->reason + "; no new path within " +
                                 ms(config_.connectTimeout) + " (last attempt: " + reason + ")");
         return;
     }
-    std::string again = u->reason;
-    unsigned attempt = u->recovery.attempts();
-    u->attemptTimer = startTimer(context_, decision.retryAfter, weak_from_this(),
-                                 [user, again, attempt, reason](Impl& impl) {
-                                     UserStream* us = impl.findUser(user);
-                                     if (!us) {
-                                         return;
-                                     }
-                                     g_source_unref(us->attemptTimer); // fired
-                                     us->attemptTimer = nullptr;
-                                     impl.startRestart(user, again,
-                                                       " (attempt " + std::to_string(attempt) +
-                                                           "; the one before: " + reason + ")");
-                                 });
+    impl::log(LogLevel::Info, "stream " + std::to_string(user) + ": recovery attempt " +
+                                  std::to_string(u->recovery.attempts() - 1) + " failed (" +
+                                  reason + "); the next in " + ms(decision.retryAfter));
+    u->failure = reason;
+    armRetry(user, decision.retryAfter);
 }
 
 void Agent::Impl::onPendingState(StreamId id, ComponentId c, NiceComponentState state) {
@@ -1805,6 +1851,7 @@ void Agent::Impl::promote(StreamId user) {
     stopTimer(next->connectTimer);
     stopTimer(u->attemptTimer);
     u->recovery.recovered();
+    u->peerSession.reset();
     if (old) {
         // Removed (its TURN allocations released) after kReplacedSessionLinger, by when the
         // peer is on the new session too; one replaced earlier goes now.

@@ -125,6 +125,11 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
         impl::Recovery recovery;
         std::string reason;              // of the restart under way
         GSource* attemptTimer = nullptr; // a recovery attempt's timeout, or its backoff
+        // Between recovery attempts: the peer's side of the session to answer next (its answer
+        // to the attempt that failed, or its own restart since), with what it trickled since.
+        std::optional<SessionDescription> peerSession;
+        std::chrono::steady_clock::time_point retryAt{}; // when the next attempt starts
+        std::string failure;                             // why the last attempt failed
         // From the peer's description (AgentConfig::security).
         std::vector<Fingerprint> remoteFingerprints;
         std::optional<DtlsSetup> remoteSetup;
@@ -161,6 +166,9 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     void endRecovery(StreamId user);
     // `reason` is the trouble (kept for the final failure); `retry` says which try this is.
     void startRestart(StreamId user, std::string reason, const std::string& retry = {});
+    // The next recovery attempt, `delay` from now (replaces the backoff armed).
+    void armRetry(StreamId user, std::chrono::milliseconds delay);
+    static SessionDescription remoteSideOf(const Stream& stream);
     void beginRecovery(StreamId user, const std::string& reason);
     void armAttemptTimer(StreamId user, StreamId id);
     void onAttemptFailed(StreamId user, StreamId id, const std::string& reason);

@@ -122,7 +122,12 @@ Recovery::Decision Recovery::attemptFailed(TimePoint now) {
         return {true, {}};
     }
     ++attempts_;
+    failedAt_ = now;
     return {false, backoff};
+}
+
+Recovery::TimePoint Recovery::answerAt(TimePoint now) const {
+    return std::max(now, failedAt_ + config_.firstBackoff);
 }
 
 std::chrono::milliseconds Recovery::attemptTimeout(TimePoint now) const {

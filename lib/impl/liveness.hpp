@@ -112,12 +112,19 @@ public:
     // How long the attempt starting at `now` may take to connect: growing per attempt, but not
     // past the give-up deadline (except that every attempt gets config().attemptTimeout).
     std::chrono::milliseconds attemptTimeout(TimePoint now) const;
+    // Between attempts, the peer's new session came (its late answer to the attempt that failed,
+    // or its own restart): when the attempt that answers it may start. At once, but not sooner
+    // than firstBackoff after the last failure: when both sides' attempts fail at once (a TURN
+    // server that is not back yet), answering each other's new sessions at once would restart
+    // hundreds of times a second and lose each time the session the other side checks against.
+    TimePoint answerAt(TimePoint now) const;
     const Config& config() const { return config_; }
 
 private:
     Config config_;
     bool active_ = false;
     TimePoint since_{};
+    TimePoint failedAt_{};
     unsigned attempts_ = 0;
 };
 

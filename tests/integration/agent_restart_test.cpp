@@ -298,6 +298,46 @@ TEST_P(TurnRestart, RelayedCallSurvivesATurnServerRestart) {
               << " ms after the TURN server restarted; A: " << a.disconnects.front() << "\n";
 }
 
+// The TURN server is away for seconds: over TCP every attempt fails at once (connection refused),
+// on both sides. Each side must space its attempts out, still answer the other's, and meet it
+// once the server is back: neither restarts on every new ufrag of the other as soon as it comes
+// (a storm of sessions, each one dropped before the other side could check against it).
+TEST(AgentRestart, BothSidesComeBackAfterTheirTurnServerWasAwayForSeconds) {
+    CoturnOptions options;
+    options.user = "u";
+    options.password = "p";
+    auto coturn = CoturnProcess::start(options);
+    ASSERT_TRUE(coturn) << coturn.error().message;
+    auto [ca, cb] = relayOnlyOver(**coturn, "tcp");
+    PeerPair peers(ca, cb);
+    // A signalling server's latency: each side's attempt fails before the other's new
+    // credentials reach it.
+    peers.startTrickle(100ms);
+    ASSERT_TRUE(peers.waitConnected(15s));
+    Talker talker(peers, std::chrono::milliseconds(20));
+    ASSERT_TRUE(dataFlowsAgain(peers, 10, 5s));
+
+    constexpr auto kAway = 3s;
+    Status restarted = (*coturn)->restart(kAway);
+    ASSERT_TRUE(restarted) << restarted.error().message;
+    size_t duringA = peers.a.events->snapshot().restarts.size();
+    size_t duringB = peers.b.events->snapshot().restarts.size();
+    ASSERT_TRUE(dataFlowsAgain(peers, 20, 20s)) << "A:\n"
+                                                << describe(peers.a.events->snapshot()) << "\nB:\n"
+                                                << describe(peers.b.events->snapshot());
+    // Backoff from 500 ms, doubling: at most a handful of attempts in 3 s (0, 0.5, 1.5 s, and
+    // answers to the other side's, each at least 500 ms after a failure).
+    constexpr size_t kMost = 2 * (kAway / 500ms) + 1;
+    EXPECT_GE(duringA, 1u);
+    EXPECT_LE(duringA, kMost) << describe(peers.a.events->snapshot());
+    EXPECT_LE(duringB, kMost) << describe(peers.b.events->snapshot());
+    auto a = peers.a.events->snapshot();
+    EXPECT_TRUE(a.failures.empty()) << describe(a);
+    EXPECT_NE(peers.a.agent->state(peers.a.stream, 1), ComponentState::Disconnected);
+    std::cout << "TURN/TCP away for " << kAway.count() << " s: " << duringA << " and " << duringB
+              << " restarts meanwhile\n";
+}
+
 // A call that talked, then fell idle: its liveness timer has gone to sleep (an idle call costs
 // no wake-ups). The app's next sends must wake it, or a path that died meanwhile is only
 // noticed when libnice's consent gives up, 30 s later.

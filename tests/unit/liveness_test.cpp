@@ -214,6 +214,27 @@ TEST(RecoveryTest, EachAttemptGetsMoreTimeButNotPastTheDeadline) {
     EXPECT_EQ(longer.attemptTimeout(t + 2s), capped.maxAttemptTimeout);
 }
 
+TEST(RecoveryTest, ThePeersNewSessionIsAnsweredSoonButNotInAStorm) {
+    Recovery r;
+    auto t = Liveness::Clock::time_point{} + 100s;
+    ASSERT_TRUE(r.begin(t));
+    // The attempt failed at once (nothing listens on the TURN port yet); the peer's new session
+    // arrives 5 ms later: not answered before firstBackoff has passed since the failure.
+    auto failed = t + 10ms;
+    auto d = r.attemptFailed(failed);
+    ASSERT_FALSE(d.giveUp);
+    EXPECT_EQ(r.answerAt(failed + 5ms), failed + r.config().firstBackoff);
+    // A later attempt: the backoff has grown to 1 s, but the peer's restart is answered at once
+    // when it comes after firstBackoff, and firstBackoff after the failure when it comes sooner.
+    auto again = failed + d.retryAfter + 5s;
+    d = r.attemptFailed(again);
+    ASSERT_FALSE(d.giveUp);
+    EXPECT_EQ(d.retryAfter, 1000ms);
+    EXPECT_EQ(r.answerAt(again + 700ms), again + 700ms);
+    EXPECT_EQ(r.answerAt(again + 100ms), again + r.config().firstBackoff);
+    EXPECT_LT(r.answerAt(again + 100ms), again + d.retryAfter);
+}
+
 TEST(RecoveryTest, RecoveredEndsItAndTheNextTroubleStartsAgain) {
     Recovery r;
     auto t = Liveness::Clock::time_point{} + 100s;
