@@ -1524,7 +1524,7 @@ Status Agent::Impl::setRemote(StreamId user, const SessionDescription& descripti
             }
             u->peerSession->endOfCandidates |= description.endOfCandidates;
         } else {
-            u->peerSession = description;
+            u->peerSession = std::make_unique<SessionDescription>(description);
         }
         auto now = Clock::now();
         auto at = u->recovery.answerAt(now);
@@ -1632,7 +1632,10 @@ void Agent::Impl::startRestart(StreamId user, std::string reason, const std::str
     // A restart replacing one under way keeps the peer's answer to it: the peer's new session
     // takes our new credentials when they reach it (see setRemote) and answers nothing more.
     // So does a recovery attempt after one that failed (see setRemote).
-    std::optional<SessionDescription> answer = std::exchange(u->peerSession, std::nullopt);
+    std::optional<SessionDescription> answer;
+    if (auto peer = std::exchange(u->peerSession, nullptr)) {
+        answer = std::move(*peer);
+    }
     if (Stream* replaced = u->pending ? findStream(u->pending) : nullptr;
         replaced && replaced->remoteSet) {
         answer = remoteSideOf(*replaced);
@@ -1757,7 +1760,8 @@ void Agent::Impl::onAttemptFailed(StreamId user, StreamId id, const std::string&
         return;
     }
     if (Stream* failed = findStream(id); failed && failed->remoteSet) {
-        u->peerSession = remoteSideOf(*failed); // the peer is on it: the next attempt answers it
+        // The peer is on it: the next attempt answers it.
+        u->peerSession = std::make_unique<SessionDescription>(remoteSideOf(*failed));
     }
     dropPending(*u);
     stopTimer(u->attemptTimer);
@@ -2332,7 +2336,7 @@ bool Agent::Impl::enqueue(Event event) {
 void Agent::Impl::drain() {
     auto gate = gate_;
     for (;;) {
-        std::deque<Event> batch;
+        std::vector<Event> batch;
         {
             std::lock_guard lock(queueMutex_);
             if (queue_.empty()) {

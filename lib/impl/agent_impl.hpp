@@ -14,7 +14,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -127,7 +126,7 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
         GSource* attemptTimer = nullptr; // a recovery attempt's timeout, or its backoff
         // Between recovery attempts: the peer's side of the session to answer next (its answer
         // to the attempt that failed, or its own restart since), with what it trickled since.
-        std::optional<SessionDescription> peerSession;
+        std::unique_ptr<SessionDescription> peerSession; // (not inline: 176 bytes)
         std::chrono::steady_clock::time_point retryAt{}; // when the next attempt starts
         std::string failure;                             // why the last attempt failed
         // From the peer's description (AgentConfig::security).
@@ -324,7 +323,9 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     mutable std::mutex snapshotMutex_;
 
     std::mutex queueMutex_;
-    std::deque<Event> queue_;
+    // A vector, not a deque: an empty deque still holds a 512-byte block, and every idle agent
+    // kept one (0.5 KiB of its 33).
+    std::vector<Event> queue_;
     size_t queuedDatagrams_ = 0;  // of queue_, bounded by receiveQueueLimit
     bool drainScheduled_ = false; // a drain is scheduled or running: at most one at a time
     std::vector<std::thread> probeThreads_; // joined in teardown
