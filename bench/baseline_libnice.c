@@ -40,7 +40,7 @@ double bl_now_ms(void) {
 
 /* ------------------------------------------------------------------ loop threads */
 
-typedef struct loop_thread {
+typedef struct bl_loop {
     GMainContext* context;
     GMainLoop* loop;
     GThread* thread;
@@ -49,7 +49,8 @@ typedef struct loop_thread {
     GMutex mutex;
     GCond cond;
     int started;
-} loop_thread;
+} bl_loop;
+typedef bl_loop loop_thread;
 
 static gpointer loop_main(gpointer data) {
     loop_thread* t = data;
@@ -107,6 +108,14 @@ static void loop_thread_free(loop_thread* t) {
     g_cond_clear(&t->cond);
     g_free(t->ns);
     g_free(t);
+}
+
+bl_loop* bl_loop_new(void) {
+    return loop_thread_new(NULL);
+}
+
+void bl_loop_free(bl_loop* loop) {
+    loop_thread_free(loop);
 }
 
 /* Runs fn(data) on the thread of `t` and waits for it. */
@@ -375,8 +384,10 @@ bl_pair* bl_pair_connect(const bl_config* config, bl_connect_times* times, char*
     g_cond_init(&pair->cond);
     double start = bl_now_ms();
     int separate = config->separate_threads || config->ns[0] || config->ns[1];
-    pair->threads[0] = loop_thread_new(config->ns[0]);
-    pair->threads[1] = separate ? loop_thread_new(config->ns[1]) : pair->threads[0];
+    pair->threads[0] = config->loop ? config->loop : loop_thread_new(config->ns[0]);
+    pair->threads[1] = config->loop ? config->loop
+                       : separate   ? loop_thread_new(config->ns[1])
+                                    : pair->threads[0];
     for (int i = 0; i < 2; ++i) {
         if (pair->threads[i]->ns_error) {
             snprintf(err, errlen, "setns %s: %s", config->ns[i],
@@ -440,6 +451,13 @@ uint64_t bl_pair_received(bl_pair* pair, int side) {
     return __atomic_load_n(&pair->peers[side].received, __ATOMIC_RELAXED);
 }
 
+int bl_pair_ok(bl_pair* pair) {
+    g_mutex_lock(&pair->mutex);
+    int ok = !pair->peers[0].failed && !pair->peers[1].failed;
+    g_mutex_unlock(&pair->mutex);
+    return ok;
+}
+
 void bl_pair_set_echo(bl_pair* pair, int side, int on) {
     pair->peers[side].echo = on;
 }
@@ -464,10 +482,10 @@ void bl_pair_free(bl_pair* pair) {
     while (pair->closing > 0 && g_cond_wait_until(&pair->cond, &pair->mutex, deadline)) {
     }
     g_mutex_unlock(&pair->mutex);
-    if (pair->threads[1] && pair->threads[1] != pair->threads[0]) {
+    if (pair->threads[1] && pair->threads[1] != pair->threads[0] && !pair->config.loop) {
         loop_thread_free(pair->threads[1]);
     }
-    if (pair->threads[0]) {
+    if (pair->threads[0] && !pair->config.loop) {
         loop_thread_free(pair->threads[0]);
     }
     g_mutex_clear(&pair->mutex);

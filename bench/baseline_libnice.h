@@ -12,6 +12,12 @@
 extern "C" {
 #endif
 
+/* A GMainContext thread that many pairs can share (bl_config.loop), as an app with many agents
+ * on one loop does. */
+typedef struct bl_loop bl_loop;
+bl_loop* bl_loop_new(void);
+void bl_loop_free(bl_loop* loop); /* after every pair on it is freed */
+
 typedef struct bl_config {
     /* Network namespace (name under /run/netns) per peer, or NULL. With a namespace, or with
      * separate_threads, each peer gets its own GMainContext thread; else both share one. */
@@ -35,6 +41,9 @@ typedef struct bl_config {
     int tuned;
     double timeout_s;
     double ready_wait_s; /* after CONNECTED, how long to wait for READY */
+    /* Both peers on this shared loop (not owned by the pair); NULL: see ns and
+     * separate_threads. */
+    bl_loop* loop;
 } bl_config;
 
 typedef struct bl_pair bl_pair;
@@ -54,6 +63,8 @@ bl_pair* bl_pair_connect(const bl_config* config, bl_connect_times* times, char*
 int bl_pair_send(bl_pair* pair, int side, const void* data, size_t len);
 /* Datagrams received by peer `side` so far. */
 uint64_t bl_pair_received(bl_pair* pair, int side);
+/* 1 while neither peer's component has FAILED (consent lost, for one). */
+int bl_pair_ok(bl_pair* pair);
 /* Peer `side` sends back every datagram it receives. */
 void bl_pair_set_echo(bl_pair* pair, int side, int on);
 /* Optional hook called (on the peer's loop thread) for every datagram peer `side` receives. */

@@ -4,6 +4,8 @@
 //   bench_icepunch connect --scenario loopback|mixed|lab --runs N [lab options]
 //   bench_icepunch datapath --seconds S --rounds R [--only udp|libnice|icepunch]
 //   bench_icepunch scale --pairs N --idle S [--batch B]
+//   bench_icepunch scale-libnice --pairs N --idle S   (the same on raw libnice, one loop)
+//   bench_icepunch scale-floor --pairs N --idle S     (consent traffic on raw sockets)
 //   bench_icepunch relay --seconds S --pings K --runs N
 // Common: --no-upnp (raw libnice only; where its SSDP multicast would leave loopback).
 // Lab options: --ns-a NS --ns-b NS --stun IP:PORT --turn IP:PORT [--turn-tcp] --user U --pass P
@@ -934,6 +936,115 @@ void runScale(const Options& o) {
     }
 }
 
+// ------------------------------------------------------------------ scale, raw libnice
+
+// The same idle pairs on raw libnice (icepunch's settings: consent freshness, trickle, no UPnP,
+// no ICE-TCP), every agent on one shared GMainContext thread, as an app on libnice would run
+// them. What libnice itself costs per idle agent, in memory and CPU: icepunch's figures next to
+// it show what icepunch adds.
+void runScaleLibnice(const Options& o) {
+    bool raisedHard = false;
+    rlim_t originalHard = 0;
+    rlim_t limit = raiseNofile(static_cast<rlim_t>(o.pairs) * 2 + 1024, raisedHard, originalHard);
+    bl_loop* loop = bl_loop_new();
+    bl_config c = baselineConfig(o);
+    c.tuned = 1;
+    c.no_upnp = 1;
+    c.local_address = "127.0.0.1";
+    c.loop = loop;
+    char err[256] = {};
+    if (bl_pair* warm = bl_pair_connect(&c, nullptr, err, sizeof err)) {
+        bl_pair_free(warm); // warm up: lazily initialised state before the baseline sample
+    }
+    std::this_thread::sleep_for(200ms);
+    long rss0 = statusKb("VmRSS");
+    int threads0 = countDir("/proc/self/task");
+    int fds0 = countDir("/proc/self/fd");
+    // Two fds per agent (its socket and its component's private GMainContext's eventfd).
+    int fit =
+        std::max(0, static_cast<int>(
+                        (static_cast<double>(std::min<rlim_t>(limit, 1 << 30)) - fds0 - 64) / 4.0));
+    int wanted = std::min(o.pairs, fit);
+    std::vector<bl_pair*> pairs(static_cast<size_t>(wanted), nullptr);
+    std::atomic<int> next{0}, failed{0};
+    std::string firstError;
+    std::mutex errorMutex;
+    double t0 = nowMs();
+    {
+        // bl_pair_connect waits for its pair: a few callers at once keep the loop busy.
+        std::vector<std::thread> workers;
+        for (int w = 0; w < 8; ++w) {
+            workers.emplace_back([&] {
+                char e[256] = {};
+                for (int i; (i = next++) < wanted;) {
+                    pairs[static_cast<size_t>(i)] = bl_pair_connect(&c, nullptr, e, sizeof e);
+                    if (!pairs[static_cast<size_t>(i)]) {
+                        ++failed;
+                        std::lock_guard lock(errorMutex);
+                        if (firstError.empty()) {
+                            firstError = "pair " + std::to_string(i) + ": " + e;
+                        }
+                    }
+                }
+            });
+        }
+        for (auto& w : workers) {
+            w.join();
+        }
+    }
+    double connectMs = nowMs() - t0;
+    int connected = wanted - failed.load();
+    std::this_thread::sleep_for(1s); // let nominations finish (READY)
+    long rss1 = statusKb("VmRSS");
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<long>(o.settle * 1000)));
+    int threads1 = countDir("/proc/self/task");
+    int fds1 = countDir("/proc/self/fd");
+    double cpu0 = cpuSeconds();
+    double w0 = nowMs();
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<long>(o.idle * 1000)));
+    double idleCpu = cpuSeconds() - cpu0;
+    double idleWall = (nowMs() - w0) / 1e3;
+    int stillConnected = 0;
+    for (bl_pair* p : pairs) {
+        stillConnected += p && bl_pair_ok(p);
+    }
+    double td0 = nowMs();
+    for (bl_pair* p : pairs) {
+        bl_pair_free(p);
+    }
+    bl_loop_free(loop);
+    double teardownMs = nowMs() - td0;
+    int agents = 2 * connected;
+    Json j;
+    j.add("bench", "scale-libnice")
+        .add("impl", "libnice")
+        .add("pairs_requested", o.pairs)
+        .add("pairs_started", wanted)
+        .add("pairs_connected", connected)
+        .add("pairs_connected_after_idle", stillConnected)
+        .add("connect_all_ms", connectMs)
+        .add("rss_before_kb", rss0)
+        .add("rss_after_kb", rss1)
+        .add("rss_per_agent_kb",
+             agents ? static_cast<double>(rss1 - rss0) / static_cast<double>(agents) : 0.0)
+        .add("threads_before", threads0)
+        .add("threads_after", threads1)
+        .add("fds_per_agent",
+             agents ? static_cast<double>(fds1 - fds0) / static_cast<double>(agents) : 0.0)
+        .add("idle_s", idleWall)
+        .add("idle_cpu_s", idleCpu)
+        .add("idle_cpu_percent", idleWall > 0 ? 100.0 * idleCpu / idleWall : 0.0)
+        .add("idle_cpu_percent_per_10k",
+             agents && idleWall > 0 ? 100.0 * idleCpu / idleWall * 10000 / agents : 0.0)
+        .add("idle_settle_s", o.settle)
+        .add("teardown_ms", teardownMs)
+        .add("break", firstError);
+    j.print();
+    if (connected == 0) {
+        broke("scale-libnice: no pair connected: " + firstError);
+    }
+}
+
 // ------------------------------------------------------------------ scale floor
 
 // The physical floor of idle agents: the consent traffic alone, on raw UDP sockets and one epoll
@@ -1284,6 +1395,8 @@ int main(int argc, char** argv) {
         runDatapath(o);
     } else if (o.mode == "scale") {
         runScale(o);
+    } else if (o.mode == "scale-libnice") {
+        runScaleLibnice(o);
     } else if (o.mode == "scale-floor") {
         runScaleFloor(o);
     } else if (o.mode == "relay") {

@@ -133,6 +133,18 @@ def main():
               f"{r['teardown_ms'] / 1000:.1f} | {lim} | {why or '—'} |")
         w("")
 
+    sl = [r for r in res if r["bench"] == "scale-libnice"]
+    for r in sl:
+        agents = 2 * r["pairs_connected"]
+        w(f"Raw libnice beside it (icepunch's settings, every agent on one GMainContext thread, "
+          f"as an app on libnice runs them): {agents} agents connected in "
+          f"{r['connect_all_ms'] / 1000:.2f} s, {r['pairs_connected_after_idle']} of "
+          f"{r['pairs_connected']} pairs still connected after idle, "
+          f"{fmt(r['rss_per_agent_kb'])} KiB RSS per agent, {fmt(r['fds_per_agent'])} fds per "
+          f"agent, {fmt(r['idle_cpu_percent'])} % of one core idle "
+          f"({fmt(r['idle_cpu_percent_per_10k'])} % per 10,000).")
+        w("")
+
     fl = [r for r in res if r["bench"] == "scale-floor"]
     for r in fl:
         w(f"Physical floor (the same consent traffic on raw UDP sockets and one epoll loop, no "
@@ -173,8 +185,9 @@ def main():
     ours = [r for r in sc if "baseline" not in r.get("contexts", "")]
     for r in ours:
         ok = r["rss_per_agent_kb"] <= 32
+        floor = (f" (raw libnice alone: {sl[-1]['rss_per_agent_kb']:.1f} KiB)" if sl else "")
         w(f"| ≤ 32 KiB per idle connected agent ({2 * r['pairs_connected']} agents) | "
-          f"{r['rss_per_agent_kb']:.1f} KiB | {'yes' if ok else 'NO'} |")
+          f"{r['rss_per_agent_kb']:.1f} KiB{floor} | {'yes' if ok else 'NO'} |")
     big = [r for r in ours if r["pairs_requested"] >= 5000]
     nproc = data["machine"]["nproc"]
     for r in big:
