@@ -1240,7 +1240,9 @@ Status Agent::Impl::addRemoteCandidateTo(StreamId id, const Candidate& candidate
     if (candidate.transport == Transport::Udp && !config_.udp) {
         return Error{"UDP candidate, and UDP is off (AgentConfig::udp)"};
     }
-    stream->remoteCandidates.push_back(candidate);
+    if (stream->pending) {
+        stream->remoteCandidates.push_back(candidate); // a later attempt may need them
+    }
     if (isMdnsName(candidate.address)) {
         if (!config_.resolveMdns) {
             return Error{"mDNS name " + candidate.address +
@@ -1843,6 +1845,7 @@ void Agent::Impl::promote(StreamId user) {
     {
         std::lock_guard snapshot(snapshotMutex_);
         next->pending = false;
+        next->remoteCandidates = {}; // only a restart under way hands them on
         for (auto& c : next->components) {
             c.everConnected = true;
         }

@@ -98,8 +98,10 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
         // session a restart replaced, see kReplacedSessionLinger) reach the app.
         bool discarded = false;
         std::string remoteUfrag, remotePwd;
-        std::vector<Candidate> remoteCandidates; // as the app gave them (a restart carries them)
-        std::vector<Component> components;       // index = component id - 1
+        // As the app gave them, while pending: a restart that replaces this one carries them
+        // (an idle agent's active session keeps none: 160 bytes each).
+        std::vector<Candidate> remoteCandidates;
+        std::vector<Component> components; // index = component id - 1
         std::vector<Candidate> localCandidates;
         std::vector<ServerSlot> servers;
         bool gatherStarted = false;
