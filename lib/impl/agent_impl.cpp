@@ -1095,17 +1095,24 @@ void Agent::Impl::checksMayRun() {
     }
 }
 
+// libnice also staggers the deallocation of TURN allocations by Ta, when a stream is removed
+// or the agent closes (refresh_prune_async: the first goes Ta later, the next 2 Ta...): at a
+// settled 6 s, a tool that exits after a relayed call would leave its allocations behind. So
+// both happen at the configured Ta.
+void Agent::Impl::applyPacing(std::chrono::milliseconds ta) {
+    if (ta != appliedPacing_) {
+        g_object_set(agent_, "stun-pacing-timer", guint(std::max<int64_t>(1, ta.count())), nullptr);
+        appliedPacing_ = ta;
+    }
+}
+
 void Agent::Impl::updatePacing() {
     if (!agent_) {
         return;
     }
     auto now = Clock::now();
     bool isSettled = settled();
-    std::chrono::milliseconds ta = pacing_.pacing(isSettled, now);
-    if (ta != appliedPacing_) {
-        g_object_set(agent_, "stun-pacing-timer", guint(std::max<int64_t>(1, ta.count())), nullptr);
-        appliedPacing_ = ta;
-    }
+    applyPacing(pacing_.pacing(isSettled, now));
     if (auto at = pacing_.reviewAt(isSettled, now); at && !pacingReview_) {
         pacingReview_ = true;
         auto in = std::chrono::ceil<std::chrono::milliseconds>(*at - now);
@@ -1984,6 +1991,8 @@ void Agent::Impl::removeStreamAfter(StreamId id, std::chrono::milliseconds delay
         if (UserStream* u = impl.findUser(it->second.user); u && u->replaced == id) {
             u->replaced = 0;
         }
+        // At the configured Ta (see applyPacing); updateIdleTimeout below sets it as it was.
+        impl.applyPacing(impl.config_.checkPacing);
         nice_agent_remove_stream(impl.agent_, id);
         {
             std::lock_guard snapshot(impl.snapshotMutex_);
@@ -2340,6 +2349,7 @@ void Agent::Impl::teardown() {
     }
     // libnice deallocates every TURN allocation (Refresh, lifetime 0) and calls back once they
     // are answered or timed out; turns: allocations go through a bridge, so it lives till then.
+    applyPacing(config_.checkPacing); // see applyPacing
     nice_agent_close_async(agent_, closedCb,
                            new CloseData{loop_->impl().holdForClose(), std::move(bridges_)});
     bridges_.clear();

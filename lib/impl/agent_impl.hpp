@@ -272,6 +272,7 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     void updateIdleTimeout();
     // Ta as CheckPacing says (see check_pacing.hpp); after every state change.
     void updatePacing();
+    void applyPacing(std::chrono::milliseconds ta);
     bool settled() const; // every stream connected and READY, no restart or recovery under way
     void checksMayRun();  // a remote candidate or description: libnice may check new pairs
     void startConnectTimer(StreamId id);
