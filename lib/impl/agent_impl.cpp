@@ -466,7 +466,8 @@ void Agent::Impl::failComponent(StreamId id, ComponentId c, Failure failure) {
     Component& component = stream->components[c - 1];
     if (UserStream* u = findUser(stream->user);
         u && u->pending && !component.everConnected && component.state != ComponentState::Failed) {
-        component.heldFailure = std::move(failure); // the restart may still connect
+        // The restart may still connect.
+        component.heldFailure = std::make_unique<Failure>(std::move(failure));
         return;
     }
     if (component.state == ComponentState::Failed ||
@@ -944,6 +945,9 @@ void Agent::Impl::startProbe(StreamId id, size_t slotIndex, const std::string& a
     if (slot.isTurn) {
         creds = config_.turnServers[slot.turnIndex].credentials();
     }
+    if (!cancelProbes_) {
+        cancelProbes_ = std::make_shared<std::atomic<bool>>(false);
+    }
     probeThreads_.emplace_back([weak = weak_from_this(), endpoint, uri, id, slotIndex, creds,
                                 timeout, stunOkMessage = std::move(stunOkMessage),
                                 cancel = cancelProbes_, start = stream->gatherStart]() mutable {
@@ -1152,8 +1156,9 @@ void Agent::Impl::onStateChanged(StreamId id, ComponentId component, NiceCompone
     if (UserStream* u = findUser(stream->user);
         u && u->pending && mapped == ComponentState::Failed) {
         // Restarted before it connected: this session's failure waits for the restart's.
-        c.heldFailure = Failure{FailureKind::ChecksFailed,
-                                "every candidate pair failed its checks" + serverSummary(id)};
+        c.heldFailure =
+            std::make_unique<Failure>(FailureKind::ChecksFailed,
+                                      "every candidate pair failed its checks" + serverSummary(id));
         return;
     }
     // Before remote candidates arrive libnice reports gathering/connecting; keep those as they are.
@@ -1844,15 +1849,17 @@ void Agent::Impl::onAttemptFailed(StreamId user, StreamId id, const std::string&
         // A restart before anything connected: the current session's own failure, held back
         // while the restart could still connect, is final now.
         for (ComponentId c = 1; active && c <= active->components.size(); ++c) {
-            if (auto held = std::exchange(active->components[c - 1].heldFailure, std::nullopt)) {
+            if (auto held = std::exchange(active->components[c - 1].heldFailure, nullptr)) {
                 failComponent(u->active, c, *held);
             }
         }
         return;
     }
     bool stillLost = false;
-    for (const auto& c : active ? active->components : std::vector<Component>{}) {
-        stillLost = stillLost || c.pathLost || c.state == ComponentState::Disconnected;
+    for (size_t c = 0; active && c < active->components.size(); ++c) {
+        const Component& component = active->components[c];
+        stillLost =
+            stillLost || component.pathLost || component.state == ComponentState::Disconnected;
     }
     if (!stillLost) {
         endRecovery(user); // the old path came back meanwhile
@@ -2288,7 +2295,9 @@ void Agent::Impl::teardown() {
     if (!agent_) {
         return;
     }
-    *cancelProbes_ = true;
+    if (cancelProbes_) {
+        *cancelProbes_ = true;
+    }
     if (resolveCancel_) {
         g_cancellable_cancel(resolveCancel_);
         g_object_unref(resolveCancel_);
@@ -2353,17 +2362,23 @@ void Agent::Impl::teardown() {
     nice_agent_close_async(agent_, closedCb,
                            new CloseData{loop_->impl().holdForClose(), std::move(bridges_)});
     bridges_.clear();
-    impl::removeSecrets(secrets_);
+    for (auto handle : secrets_) {
+        impl::releaseSecret(handle);
+    }
     secrets_.clear();
     agent_ = nullptr;
 }
 
-void Agent::Impl::addSecret(std::string secret) {
-    if (secret.empty() || std::find(secrets_.begin(), secrets_.end(), secret) != secrets_.end()) {
+void Agent::Impl::addSecret(std::string_view secret) {
+    impl::SecretHandle handle = impl::holdSecret(secret);
+    if (!handle) {
         return;
     }
-    impl::addSecrets({secret});
-    secrets_.push_back(std::move(secret));
+    if (std::find(secrets_.begin(), secrets_.end(), handle) != secrets_.end()) {
+        impl::releaseSecret(handle); // held already
+        return;
+    }
+    secrets_.push_back(handle);
 }
 
 void Agent::Impl::logQueuedCallFailure(const char* what, const std::string& message) {

@@ -128,24 +128,27 @@ void log(LogLevel level, std::string_view message) {
     }
 }
 
-void addSecrets(const std::vector<std::string>& secrets) {
+SecretHandle holdSecret(std::string_view secret) {
+    if (secret.size() < kMinSecretLength) {
+        return nullptr;
+    }
     State& s = state();
     std::lock_guard lock(s.mutex);
-    for (const auto& secret : secrets) {
-        if (secret.size() >= kMinSecretLength) {
-            ++s.secrets[secret];
-        }
-    }
+    auto it = s.secrets.try_emplace(std::string(secret), 0).first;
+    ++it->second;
+    return &*it; // a map's nodes stay put until erased
 }
 
-void removeSecrets(const std::vector<std::string>& secrets) {
+void releaseSecret(SecretHandle handle) {
+    if (!handle) {
+        return;
+    }
     State& s = state();
     std::lock_guard lock(s.mutex);
-    for (const auto& secret : secrets) {
-        auto it = s.secrets.find(secret);
-        if (it != s.secrets.end() && --it->second == 0) {
-            s.secrets.erase(it);
-        }
+    const auto* entry = static_cast<const std::pair<const std::string, int>*>(handle);
+    auto it = s.secrets.find(entry->first);
+    if (it != s.secrets.end() && --it->second == 0) {
+        s.secrets.erase(it);
     }
 }
 

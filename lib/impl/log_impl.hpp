@@ -18,10 +18,12 @@ bool logEnabled(LogLevel level);
 // when the app set no handler. Called when the first agent is made.
 void installLibniceLogHandlers();
 
-// Secrets to redact while they are registered (an agent's lifetime). Empty and very short
-// strings are ignored.
-void addSecrets(const std::vector<std::string>& secrets);
-void removeSecrets(const std::vector<std::string>& secrets);
+// Secrets to redact while they are held (an agent's lifetime). A holder keeps only the handle,
+// not a copy: thousands of agents hold two or more each. Null for an empty or very short string
+// (not registered); holding the same secret again returns the same handle.
+using SecretHandle = const void*;
+SecretHandle holdSecret(std::string_view secret);
+void releaseSecret(SecretHandle handle); // once per holdSecret that returned it
 // The text with every registered secret replaced by "****".
 std::string redact(std::string_view text);
 
