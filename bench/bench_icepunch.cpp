@@ -781,6 +781,30 @@ rlim_t raiseNofile(rlim_t want, bool& raisedHard, rlim_t& originalHard) {
     return rl.rlim_cur;
 }
 
+// After connecting every pair: RSS once nominations are done, then threads, fds and the CPU
+// of an idle stretch (keepalives and consent freshness only) after `settle` (consent checks
+// start 4-6 s after connecting: the steady state, not the lull).
+struct IdleSample {
+    long rss = 0;
+    int threads = 0, fds = 0;
+    double cpuS = 0, wallS = 0;
+};
+
+IdleSample measureIdle(const Options& o) {
+    IdleSample s;
+    std::this_thread::sleep_for(1s); // let nominations finish (READY)
+    s.rss = statusKb("VmRSS");
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<long>(o.settle * 1000)));
+    s.threads = countDir("/proc/self/task");
+    s.fds = countDir("/proc/self/fd");
+    double cpu0 = cpuSeconds();
+    double w0 = nowMs();
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<long>(o.idle * 1000)));
+    s.cpuS = cpuSeconds() - cpu0;
+    s.wallS = (nowMs() - w0) / 1e3;
+    return s;
+}
+
 void runScale(const Options& o) {
     bool raisedHard = false;
     rlim_t originalHard = 0;
@@ -871,18 +895,10 @@ void runScale(const Options& o) {
     }
     double connectMs = nowMs() - t0;
     int connectedPairs = board->connectedSides.load() / 2;
-    std::this_thread::sleep_for(1s); // let nominations finish (READY)
-    long rss1 = statusKb("VmRSS");
-    // Consent checks start 4-6 s after connecting: measure the steady state, not the lull.
-    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<long>(o.settle * 1000)));
-    int threads1 = countDir("/proc/self/task");
-    int fds1 = countDir("/proc/self/fd");
-    // idle: keepalives and consent freshness only
-    double cpu0 = cpuSeconds();
-    double w0 = nowMs();
-    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<long>(o.idle * 1000)));
-    double idleCpu = cpuSeconds() - cpu0;
-    double idleWall = (nowMs() - w0) / 1e3;
+    IdleSample idle = measureIdle(o);
+    long rss1 = idle.rss;
+    int threads1 = idle.threads, fds1 = idle.fds;
+    double idleCpu = idle.cpuS, idleWall = idle.wallS;
     int stillConnected = 0;
     for (auto& p : pairs) {
         stillConnected += p->connected() && !p->failed();
@@ -994,16 +1010,10 @@ void runScaleLibnice(const Options& o) {
     }
     double connectMs = nowMs() - t0;
     int connected = wanted - failed.load();
-    std::this_thread::sleep_for(1s); // let nominations finish (READY)
-    long rss1 = statusKb("VmRSS");
-    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<long>(o.settle * 1000)));
-    int threads1 = countDir("/proc/self/task");
-    int fds1 = countDir("/proc/self/fd");
-    double cpu0 = cpuSeconds();
-    double w0 = nowMs();
-    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<long>(o.idle * 1000)));
-    double idleCpu = cpuSeconds() - cpu0;
-    double idleWall = (nowMs() - w0) / 1e3;
+    IdleSample idle = measureIdle(o);
+    long rss1 = idle.rss;
+    int threads1 = idle.threads, fds1 = idle.fds;
+    double idleCpu = idle.cpuS, idleWall = idle.wallS;
     int stillConnected = 0;
     for (bl_pair* p : pairs) {
         stillConnected += p && bl_pair_ok(p);

@@ -237,6 +237,14 @@ TEST(AgentRestart, RestartBeforeGatheringIsRefused) {
     EXPECT_EQ(peers.a.agent->restart(99).error().code, ErrorCode::NoSuchStream);
 }
 
+// coturn with the one long-term user relayOnlyOver uses (u, password p).
+auto coturnWithUserUP() {
+    CoturnOptions options;
+    options.user = "u";
+    options.password = "p";
+    return CoturnProcess::start(options);
+}
+
 // Both sides relay-only through coturn (user u, password p) over `transport`.
 std::pair<AgentConfig, AgentConfig> relayOnlyOver(CoturnProcess& coturn,
                                                   const std::string& transport) {
@@ -261,10 +269,7 @@ std::pair<AgentConfig, AgentConfig> relayOnlyOver(CoturnProcess& coturn,
 class TurnRestart : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(TurnRestart, RelayedCallSurvivesATurnServerRestart) {
-    CoturnOptions options;
-    options.user = "u";
-    options.password = "p";
-    auto coturn = CoturnProcess::start(options);
+    auto coturn = coturnWithUserUP();
     ASSERT_TRUE(coturn) << coturn.error().message;
     auto [ca, cb] = relayOnlyOver(**coturn, GetParam());
     PeerPair peers(ca, cb);
@@ -303,10 +308,7 @@ TEST_P(TurnRestart, RelayedCallSurvivesATurnServerRestart) {
 // once the server is back: neither restarts on every new ufrag of the other as soon as it comes
 // (a storm of sessions, each one dropped before the other side could check against it).
 TEST(AgentRestart, BothSidesComeBackAfterTheirTurnServerWasAwayForSeconds) {
-    CoturnOptions options;
-    options.user = "u";
-    options.password = "p";
-    auto coturn = CoturnProcess::start(options);
+    auto coturn = coturnWithUserUP();
     ASSERT_TRUE(coturn) << coturn.error().message;
     auto [ca, cb] = relayOnlyOver(**coturn, "tcp");
     PeerPair peers(ca, cb);
@@ -342,10 +344,7 @@ TEST(AgentRestart, BothSidesComeBackAfterTheirTurnServerWasAwayForSeconds) {
 // no wake-ups). The app's next sends must wake it, or a path that died meanwhile is only
 // noticed when libnice's consent gives up, 30 s later.
 TEST(AgentRestart, ACallThatFellIdleNoticesItsRelayDiedOnceItTalksAgain) {
-    CoturnOptions options;
-    options.user = "u";
-    options.password = "p";
-    auto coturn = CoturnProcess::start(options);
+    auto coturn = coturnWithUserUP();
     ASSERT_TRUE(coturn) << coturn.error().message;
     auto [ca, cb] = relayOnlyOver(**coturn, "udp");
     PeerPair peers(ca, cb);
