@@ -28,9 +28,8 @@ void gatheringDoneCb(NiceAgent*, guint stream, gpointer data) {
 
 void stateChangedCb(NiceAgent*, guint stream, guint component, guint state, gpointer data) {
     try {
-        auto* impl = static_cast<Impl*>(data);
-        impl->onStateChanged(stream, component, static_cast<NiceComponentState>(state));
-        impl->updatePacing();
+        static_cast<Impl*>(data)->onStateChanged(stream, component,
+                                                 static_cast<NiceComponentState>(state));
     } catch (...) {
     }
 }
@@ -1061,70 +1060,6 @@ void Agent::Impl::updateIdleTimeout() {
         }
     }
     g_object_set(agent_, "idle-timeout", guint(connected ? 50 : 5000), nullptr);
-    updatePacing();
-}
-
-bool Agent::Impl::settled() const {
-    for (const auto& [id, u] : users_) {
-        if (u.pending || u.attemptTimer || u.recovery.active()) {
-            return false;
-        }
-    }
-    bool any = false;
-    for (const auto& [id, stream] : streams_) {
-        if (stream.discarded) {
-            continue; // lingering after a restart: nothing is checked on it any more
-        }
-        if (stream.pending) {
-            return false;
-        }
-        for (const auto& c : stream.components) {
-            if (!c.niceReady ||
-                (c.state != ComponentState::Connected && c.state != ComponentState::Completed)) {
-                return false;
-            }
-        }
-        any = true;
-    }
-    return any;
-}
-
-// Only a settled agent needs the window: until READY its checks keep Ta fast anyway (libnice
-// goes READY once no check is left in progress), and a timer per agent to end a window nobody
-// needs would cost each of thousands of idle agents half a KiB.
-void Agent::Impl::checksMayRun() {
-    if (settled()) {
-        pacing_.checksMayRun(Clock::now());
-        updatePacing();
-    }
-}
-
-// libnice also staggers the deallocation of TURN allocations by Ta, when a stream is removed
-// or the agent closes (refresh_prune_async: the first goes Ta later, the next 2 Ta...): at a
-// settled 6 s, a tool that exits after a relayed call would leave its allocations behind. So
-// both happen at the configured Ta.
-void Agent::Impl::applyPacing(std::chrono::milliseconds ta) {
-    if (ta != appliedPacing_) {
-        g_object_set(agent_, "stun-pacing-timer", guint(std::max<int64_t>(1, ta.count())), nullptr);
-        appliedPacing_ = ta;
-    }
-}
-
-void Agent::Impl::updatePacing() {
-    if (!agent_) {
-        return;
-    }
-    auto now = Clock::now();
-    bool isSettled = settled();
-    applyPacing(pacing_.pacing(isSettled, now));
-    if (auto at = pacing_.reviewAt(isSettled, now); at && !pacingReview_) {
-        pacingReview_ = true;
-        auto in = std::chrono::ceil<std::chrono::milliseconds>(*at - now);
-        later(in, [](Impl& impl) {
-            impl.pacingReview_ = false;
-            impl.updatePacing();
-        });
-    }
 }
 
 void Agent::Impl::onStateChanged(StreamId id, ComponentId component, NiceComponentState state) {
@@ -1133,7 +1068,6 @@ void Agent::Impl::onStateChanged(StreamId id, ComponentId component, NiceCompone
     if (!stream || stream->discarded || component < 1 || component > stream->components.size()) {
         return;
     }
-    stream->components[component - 1].niceReady = state == NICE_COMPONENT_STATE_READY;
     if (stream->pending) {
         onPendingState(id, component, state);
         return;
@@ -1308,7 +1242,6 @@ Status Agent::Impl::addRemoteCandidateTo(StreamId id, const Candidate& candidate
     if (candidate.transport == Transport::Tcp && !config_.tcp) {
         return Error{"ICE-TCP candidate, and ICE-TCP is off (AgentConfig::tcp)"};
     }
-    checksMayRun();
     if (candidate.transport == Transport::Udp && !config_.udp) {
         return Error{"UDP candidate, and UDP is off (AgentConfig::udp)"};
     }
@@ -1364,7 +1297,6 @@ Status Agent::Impl::setRemoteOf(StreamId id, const SessionDescription& descripti
                                            description.pwd.c_str())) {
         return Error{"libnice rejected the remote credentials"};
     }
-    checksMayRun();
     stream->remoteSet = true;
     stream->remoteUfrag = description.ufrag;
     stream->remotePwd = description.pwd;
@@ -1827,7 +1759,6 @@ void Agent::Impl::endRecovery(StreamId user) {
     } else {
         stopTimer(u->attemptTimer); // a retry waiting out its backoff
     }
-    updatePacing();
 }
 
 void Agent::Impl::onAttemptFailed(StreamId user, StreamId id, const std::string& reason) {
@@ -1998,8 +1929,6 @@ void Agent::Impl::removeStreamAfter(StreamId id, std::chrono::milliseconds delay
         if (UserStream* u = impl.findUser(it->second.user); u && u->replaced == id) {
             u->replaced = 0;
         }
-        // At the configured Ta (see applyPacing); updateIdleTimeout below sets it as it was.
-        impl.applyPacing(impl.config_.checkPacing);
         nice_agent_remove_stream(impl.agent_, id);
         {
             std::lock_guard snapshot(impl.snapshotMutex_);
@@ -2358,7 +2287,6 @@ void Agent::Impl::teardown() {
     }
     // libnice deallocates every TURN allocation (Refresh, lifetime 0) and calls back once they
     // are answered or timed out; turns: allocations go through a bridge, so it lives till then.
-    applyPacing(config_.checkPacing); // see applyPacing
     nice_agent_close_async(agent_, closedCb,
                            new CloseData{loop_->impl().holdForClose(), std::move(bridges_)});
     bridges_.clear();

@@ -2,7 +2,6 @@
 
 #include <icepunch/agent.hpp>
 
-#include "impl/check_pacing.hpp"
 #include "impl/dtls_transport.hpp"
 #include "impl/event_loop_impl.hpp"
 #include "impl/liveness.hpp"
@@ -69,7 +68,6 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
         bool everConnected = false;
         bool pathLost = false;     // after connecting: the selected pair is gone or lost consent
         bool checksPruned = false; // see pruneChecksOverTcpRelay
-        bool niceReady = false;    // libnice's state is READY: its checks are over
         // Before the first connection, while a restart runs: this session's failure, reported
         // only if the restart fails too.
         std::unique_ptr<Failure> heldFailure; // (not inline: 48 bytes per idle component)
@@ -271,11 +269,6 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     void startUdpSilenceTimer(StreamId id, size_t tcpSlot, std::chrono::milliseconds tcpElapsed);
     std::string serverSummary(StreamId id);
     void updateIdleTimeout();
-    // Ta as CheckPacing says (see check_pacing.hpp); after every state change.
-    void updatePacing();
-    void applyPacing(std::chrono::milliseconds ta);
-    bool settled() const; // every stream connected and READY, no restart or recovery under way
-    void checksMayRun();  // a remote candidate or description: libnice may check new pairs
     void startConnectTimer(StreamId id);
     Stream* findStream(StreamId id);
     std::chrono::milliseconds gatherTimeoutOf(const Stream& stream) const;
@@ -306,9 +299,6 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
 
     AgentConfig config_;
     Callbacks callbacks_;
-    impl::CheckPacing pacing_{config_.checkPacing};
-    std::chrono::milliseconds appliedPacing_{config_.checkPacing};
-    bool pacingReview_ = false; // a later updatePacing is scheduled
     std::shared_ptr<EventLoop> loop_;
     // The context of the loop's that runs this agent's sources (see EventLoop::Impl).
     std::shared_ptr<GMainContext> contextLease_;

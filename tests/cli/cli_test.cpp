@@ -236,8 +236,8 @@ TEST_F(CliTest, ConnectRelayOnlyEchoes) {
     EXPECT_TRUE(contains(a.out, "\"relay_protocol\":\"udp\",\"relay_server\":\"turn:")) << a.out;
     EXPECT_EQ(dataAfterResultLine(a), "relayed hello\n") << a.out;
     EXPECT_EQ(b.status, 0) << describe(b);
-    // Both exited after a settled call: each freed its allocation on the way out (libnice
-    // staggers the deallocations by Ta, which is 6 s once a call settled: not at teardown).
+    // Both exited after a call: each freed its allocation on the way out (the tool waits 2 s at
+    // most for the deallocations to be answered).
     auto until = Clock::now() + 5s;
     while (turn_->liveAllocations() > 0 && Clock::now() < until)
         std::this_thread::sleep_for(20ms); // coturn's log is the only sign: no event to wait on
