@@ -896,9 +896,6 @@ void runScale(const Options& o) {
     double connectMs = nowMs() - t0;
     int connectedPairs = board->connectedSides.load() / 2;
     IdleSample idle = measureIdle(o);
-    long rss1 = idle.rss;
-    int threads1 = idle.threads, fds1 = idle.fds;
-    double idleCpu = idle.cpuS, idleWall = idle.wallS;
     int stillConnected = 0;
     for (auto& p : pairs) {
         stillConnected += p->connected() && !p->failed();
@@ -920,22 +917,22 @@ void runScale(const Options& o) {
         .add("batch", o.batch)
         .add("loops", o.loops)
         .add("rss_before_kb", rss0)
-        .add("rss_after_kb", rss1)
+        .add("rss_after_kb", idle.rss)
         .add("rss_after_idle_kb", rss2)
         .add("rss_per_agent_kb",
-             agents ? static_cast<double>(rss1 - rss0) / static_cast<double>(agents) : 0.0)
+             agents ? static_cast<double>(idle.rss - rss0) / static_cast<double>(agents) : 0.0)
         .add("threads_before", threads0)
-        .add("threads_after", threads1)
+        .add("threads_after", idle.threads)
         .add("fds_before", fds0)
-        .add("fds_after", fds1)
+        .add("fds_after", idle.fds)
         .add("fds_per_agent",
-             agents ? static_cast<double>(fds1 - fds0) / static_cast<double>(agents) : 0.0)
+             agents ? static_cast<double>(idle.fds - fds0) / static_cast<double>(agents) : 0.0)
         .add("nofile_limit", static_cast<uint64_t>(limit))
         .add("nofile_hard_original", static_cast<uint64_t>(originalHard))
         .add("nofile_hard_raised", raisedHard)
-        .add("idle_s", idleWall)
-        .add("idle_cpu_s", idleCpu)
-        .add("idle_cpu_percent", idleWall > 0 ? 100.0 * idleCpu / idleWall : 0.0)
+        .add("idle_s", idle.wallS)
+        .add("idle_cpu_s", idle.cpuS)
+        .add("idle_cpu_percent", idle.wallS > 0 ? 100.0 * idle.cpuS / idle.wallS : 0.0)
         .add("idle_settle_s", o.settle)
         .add("contexts", std::getenv("ICEPUNCH_BENCH_ONE_CONTEXT") ? "one per loop (baseline)"
                                                                    : "one per 4 agents")
@@ -1011,9 +1008,6 @@ void runScaleLibnice(const Options& o) {
     double connectMs = nowMs() - t0;
     int connected = wanted - failed.load();
     IdleSample idle = measureIdle(o);
-    long rss1 = idle.rss;
-    int threads1 = idle.threads, fds1 = idle.fds;
-    double idleCpu = idle.cpuS, idleWall = idle.wallS;
     int stillConnected = 0;
     for (bl_pair* p : pairs) {
         stillConnected += p && bl_pair_ok(p);
@@ -1034,18 +1028,18 @@ void runScaleLibnice(const Options& o) {
         .add("pairs_connected_after_idle", stillConnected)
         .add("connect_all_ms", connectMs)
         .add("rss_before_kb", rss0)
-        .add("rss_after_kb", rss1)
+        .add("rss_after_kb", idle.rss)
         .add("rss_per_agent_kb",
-             agents ? static_cast<double>(rss1 - rss0) / static_cast<double>(agents) : 0.0)
+             agents ? static_cast<double>(idle.rss - rss0) / static_cast<double>(agents) : 0.0)
         .add("threads_before", threads0)
-        .add("threads_after", threads1)
+        .add("threads_after", idle.threads)
         .add("fds_per_agent",
-             agents ? static_cast<double>(fds1 - fds0) / static_cast<double>(agents) : 0.0)
-        .add("idle_s", idleWall)
-        .add("idle_cpu_s", idleCpu)
-        .add("idle_cpu_percent", idleWall > 0 ? 100.0 * idleCpu / idleWall : 0.0)
+             agents ? static_cast<double>(idle.fds - fds0) / static_cast<double>(agents) : 0.0)
+        .add("idle_s", idle.wallS)
+        .add("idle_cpu_s", idle.cpuS)
+        .add("idle_cpu_percent", idle.wallS > 0 ? 100.0 * idle.cpuS / idle.wallS : 0.0)
         .add("idle_cpu_percent_per_10k",
-             agents && idleWall > 0 ? 100.0 * idleCpu / idleWall * 10000 / agents : 0.0)
+             agents && idle.wallS > 0 ? 100.0 * idle.cpuS / idle.wallS * 10000 / agents : 0.0)
         .add("idle_settle_s", o.settle)
         .add("teardown_ms", teardownMs)
         .add("break", firstError);

@@ -1787,10 +1787,10 @@ void Agent::Impl::onAttemptFailed(StreamId user, StreamId id, const std::string&
         return;
     }
     bool stillLost = false;
-    for (size_t c = 0; active && c < active->components.size(); ++c) {
-        const Component& component = active->components[c];
-        stillLost =
-            stillLost || component.pathLost || component.state == ComponentState::Disconnected;
+    if (active) {
+        for (const auto& c : active->components) {
+            stillLost = stillLost || c.pathLost || c.state == ComponentState::Disconnected;
+        }
     }
     if (!stillLost) {
         endRecovery(user); // the old path came back meanwhile

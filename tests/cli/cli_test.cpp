@@ -128,6 +128,15 @@ protected:
         b = peer.get();
     }
 
+    // The server's allocations once the tools exited, given up to 5 s to go (coturn's log is
+    // the only sign: no event to wait on).
+    static int liveAllocationsAfterExit() {
+        auto until = Clock::now() + 5s;
+        while (turn_->liveAllocations() > 0 && Clock::now() < until)
+            std::this_thread::sleep_for(20ms);
+        return turn_->liveAllocations();
+    }
+
     // What side A wrote after its result line.
     static std::string dataAfterResultLine(const Outcome& a) {
         auto nl = a.out.find('\n');
@@ -238,10 +247,7 @@ TEST_F(CliTest, ConnectRelayOnlyEchoes) {
     EXPECT_EQ(b.status, 0) << describe(b);
     // Both exited after a call: each freed its allocation on the way out (the tool waits 2 s at
     // most for the deallocations to be answered).
-    auto until = Clock::now() + 5s;
-    while (turn_->liveAllocations() > 0 && Clock::now() < until)
-        std::this_thread::sleep_for(20ms); // coturn's log is the only sign: no event to wait on
-    EXPECT_EQ(turn_->liveAllocations(), 0) << turn_->logTail(40);
+    EXPECT_EQ(liveAllocationsAfterExit(), 0) << turn_->logTail(40);
 }
 
 // --dtls: the description carries the fingerprint, the data goes encrypted both ways (over
@@ -487,10 +493,7 @@ TEST_F(CliTest, GatherLeavesNoAllocationBehind) {
                       " --turn " + turn_->uri("turn") + " --turn " + turn_->uri("turn", "tcp") +
                       " --turn " + turn_->uri("turns"));
     ASSERT_EQ(r.status, 0) << describe(r);
-    auto until = Clock::now() + 5s;
-    while (turn_->liveAllocations() > 0 && Clock::now() < until)
-        std::this_thread::sleep_for(20ms); // coturn's log is the only sign: no event to wait on
-    EXPECT_EQ(turn_->liveAllocations(), 0) << turn_->logTail(40);
+    EXPECT_EQ(liveAllocationsAfterExit(), 0) << turn_->logTail(40);
 }
 
 TEST_F(CliTest, GatherWrongPasswordSays401) {
