@@ -173,6 +173,13 @@ Status Agent::Impl::init() {
             return certificate.error();
         }
         certificate_ = std::move(*certificate);
+        // The certificate holds them now.
+        config_.security.certificatePem = {};
+        config_.security.privateKeyPem = {};
+    } else {
+        // Unused without DTLS: the default SRTP profile list alone is three allocations, 144
+        // bytes per agent.
+        config_.security.srtpProfiles = {};
     }
 
     impl::installLibniceLogHandlers();
@@ -265,9 +272,6 @@ Result<StreamId> Agent::Impl::addNiceStream(unsigned components, StreamId user) 
         impl::Liveness::Config live;
         live.disconnectedAfter = config_.disconnectedTimeout;
         u.liveness.assign(components, impl::Liveness(live));
-        impl::Recovery::Config recovery;
-        recovery.giveUpAfter = config_.connectTimeout;
-        u.recovery = impl::Recovery(recovery);
     }
     snapshot.unlock();
     updateIdleTimeout();
@@ -408,8 +412,8 @@ void Agent::Impl::reportServer(StreamId id, size_t slotIndex, ServerStatus statu
     slot.reported = true;
     slot.status = status;
     emit([this, id = userOf(id), status, described = isDescribed(id)] {
-        if (described && callbacks_.serverStatus) {
-            callbacks_.serverStatus(id, status);
+        if (described && callbacks_.serverStatus()) {
+            callbacks_.serverStatus()(id, status);
         }
     });
     // Every server has answered: nothing more is coming, so end gathering now rather than wait
@@ -480,11 +484,11 @@ void Agent::Impl::failComponent(StreamId id, ComponentId c, Failure failure) {
     stopTimer(stream->connectTimer);
     updateIdleTimeout();
     emit([this, id = userOf(id), c, failure = std::move(failure)] {
-        if (callbacks_.stateChanged) {
-            callbacks_.stateChanged(id, c, ComponentState::Failed);
+        if (callbacks_.stateChanged()) {
+            callbacks_.stateChanged()(id, c, ComponentState::Failed);
         }
-        if (callbacks_.failed) {
-            callbacks_.failed(id, c, failure);
+        if (callbacks_.failed()) {
+            callbacks_.failed()(id, c, failure);
         }
     });
 }
@@ -519,8 +523,8 @@ void Agent::Impl::onNewCandidate(NiceCandidate* nc) {
     // During a restart only the new session's candidates go to the peer: the old session's late
     // ones (a peer-reflexive, a slow server) would land in the new description.
     emit([this, id = userOf(id), candidate, described = isDescribed(id)] {
-        if (described && callbacks_.localCandidate) {
-            callbacks_.localCandidate(id, candidate);
+        if (described && callbacks_.localCandidate()) {
+            callbacks_.localCandidate()(id, candidate);
         }
     });
     if (slot) {
@@ -851,8 +855,8 @@ void Agent::Impl::finishGathering(StreamId id, bool timedOut) {
     stopTimer(stream->udpSilenceTimer);
     diagnoseServers(id);
     emit([this, id = userOf(id), described = isDescribed(id)] {
-        if (described && callbacks_.gatheringDone) {
-            callbacks_.gatheringDone(id);
+        if (described && callbacks_.gatheringDone()) {
+            callbacks_.gatheringDone()(id);
         }
     });
     checkNoCandidates(id);
@@ -1019,8 +1023,8 @@ void Agent::Impl::setComponentState(StreamId id, ComponentId componentId, Compon
     }
     updateIdleTimeout();
     emit([this, id = userOf(id), componentId, state] {
-        if (callbacks_.stateChanged) {
-            callbacks_.stateChanged(id, componentId, state);
+        if (callbacks_.stateChanged()) {
+            callbacks_.stateChanged()(id, componentId, state);
         }
     });
     if (state == ComponentState::Failed) {
@@ -1035,8 +1039,8 @@ void Agent::Impl::setComponentState(StreamId id, ComponentId componentId, Compon
             }
         }
         emit([this, id = userOf(id), componentId, failure] {
-            if (callbacks_.failed) {
-                callbacks_.failed(id, componentId, failure);
+            if (callbacks_.failed()) {
+                callbacks_.failed()(id, componentId, failure);
             }
         });
     }
@@ -1138,8 +1142,8 @@ void Agent::Impl::onSelectedPair(StreamId id, ComponentId componentId, NiceCandi
         }
     }
     emit([this, id = userOf(id), componentId, pair] {
-        if (callbacks_.selectedPairChanged) {
-            callbacks_.selectedPairChanged(id, componentId, pair);
+        if (callbacks_.selectedPairChanged()) {
+            callbacks_.selectedPairChanged()(id, componentId, pair);
         }
     });
 }
@@ -1174,14 +1178,14 @@ void Agent::Impl::onReceive(StreamId id, ComponentId componentId, const char* da
         PacketKind kind = size ? classifyPacket(bytes[0]) : PacketKind::Other;
         if (kind == PacketKind::Dtls) {
             onSecureRecord(stream->user, componentId, bytes);
-        } else if (kind == PacketKind::Rtp && counters.secure->srtp && callbacks_.receivedMedia &&
+        } else if (kind == PacketKind::Rtp && counters.secure->srtp && callbacks_.receivedMedia() &&
                    !enqueue(
                        Datagram{stream->user, componentId, {bytes.begin(), bytes.end()}, true})) {
             counters.packetsDropped += 1;
         }
         return;
     }
-    if (!callbacks_.received) {
+    if (!callbacks_.received()) {
         return;
     }
     // Queued as plain data, not as a closure: no allocation beyond the copy on the data path.
@@ -1279,8 +1283,8 @@ Status Agent::Impl::addRemoteCandidateTo(StreamId id, const Candidate& candidate
             component.pair = pair;
         }
         emit([this, id = userOf(id), c = candidate.component, pair] {
-            if (callbacks_.selectedPairChanged) {
-                callbacks_.selectedPairChanged(id, c, pair);
+            if (callbacks_.selectedPairChanged()) {
+                callbacks_.selectedPairChanged()(id, c, pair);
             }
         });
     }
@@ -1303,8 +1307,8 @@ Status Agent::Impl::setRemoteOf(StreamId id, const SessionDescription& descripti
     addSecret(description.pwd);
     auto skipped = [this, id](SkippedLine line) {
         emit([this, id = userOf(id), line = std::move(line)] {
-            if (callbacks_.remoteCandidateSkipped) {
-                callbacks_.remoteCandidateSkipped(id, line);
+            if (callbacks_.remoteCandidateSkipped()) {
+                callbacks_.remoteCandidateSkipped()(id, line);
             }
         });
     };
@@ -1398,8 +1402,8 @@ void Agent::Impl::onMdnsResolved(StreamId id, Candidate candidate,
         candidate.address = name;
         SkippedLine line{0, "a=" + candidate.toString(), reason};
         emit([this, id = userOf(id), line] {
-            if (callbacks_.remoteCandidateSkipped) {
-                callbacks_.remoteCandidateSkipped(id, line);
+            if (callbacks_.remoteCandidateSkipped()) {
+                callbacks_.remoteCandidateSkipped()(id, line);
             }
         });
     }
@@ -1443,6 +1447,16 @@ void Agent::Impl::onConnectTimeout(StreamId id) {
 Agent::Impl::UserStream* Agent::Impl::findUser(StreamId user) {
     auto it = users_.find(user);
     return it == users_.end() ? nullptr : &it->second;
+}
+
+Agent::Impl::UserStream::Restarts& Agent::Impl::restartsOf(UserStream& u) {
+    if (!u.restarts) {
+        u.restarts = std::make_unique<UserStream::Restarts>();
+        impl::Recovery::Config recovery;
+        recovery.giveUpAfter = config_.connectTimeout;
+        u.restarts->recovery = impl::Recovery(recovery);
+    }
+    return *u.restarts;
 }
 
 Agent::Impl::Stream* Agent::Impl::findUserStream(StreamId user) {
@@ -1521,21 +1535,22 @@ Status Agent::Impl::setRemote(StreamId user, const SessionDescription& descripti
         // them (libnice replaces the remote credentials); restarting again here would answer
         // the peer's previous session each time and never meet it.
         target = u->pending;
-    } else if (u->recovery.active() && u->attemptTimer) {
+    } else if (u->recovering() && u->restarts->attemptTimer) {
         // Between recovery attempts (ours failed; its backoff runs): the peer's answer to it,
         // arriving late, or the peer's own restart. The next attempt answers it (answerAt).
-        if (u->peerSession && u->peerSession->ufrag == description.ufrag &&
-            u->peerSession->pwd == description.pwd) {
+        auto& r = *u->restarts;
+        if (r.peerSession && r.peerSession->ufrag == description.ufrag &&
+            r.peerSession->pwd == description.pwd) {
             for (const auto& c : description.candidates) {
-                u->peerSession->candidates.push_back(c);
+                r.peerSession->candidates.push_back(c);
             }
-            u->peerSession->endOfCandidates |= description.endOfCandidates;
+            r.peerSession->endOfCandidates |= description.endOfCandidates;
         } else {
-            u->peerSession = std::make_unique<SessionDescription>(description);
+            r.peerSession = std::make_unique<SessionDescription>(description);
         }
         auto now = Clock::now();
-        auto at = u->recovery.answerAt(now);
-        if (at < u->retryAt) {
+        auto at = r.recovery.answerAt(now);
+        if (at < r.retryAt) {
             armRetry(user, std::chrono::ceil<std::chrono::milliseconds>(at - now));
         }
         return {};
@@ -1556,8 +1571,8 @@ Status Agent::Impl::addRemoteCandidate(StreamId user, const Candidate& candidate
         return noStream(user);
     }
     Stream* pending = u->pending ? findStream(u->pending) : nullptr;
-    if (!pending && u->peerSession) {
-        u->peerSession->candidates.push_back(candidate); // for the next attempt (see setRemote)
+    if (SessionDescription* peer = u->peerSession(); !pending && peer) {
+        peer->candidates.push_back(candidate); // for the next attempt (see setRemote)
         return {};
     }
     return addRemoteCandidateTo(pending && pending->remoteSet ? u->pending : u->active, candidate);
@@ -1569,8 +1584,8 @@ Status Agent::Impl::endOfRemoteCandidates(StreamId user) {
         return noStream(user);
     }
     Stream* pending = u->pending ? findStream(u->pending) : nullptr;
-    if (!pending && u->peerSession) {
-        u->peerSession->endOfCandidates = true;
+    if (SessionDescription* peer = u->peerSession(); !pending && peer) {
+        peer->endOfCandidates = true;
         return {};
     }
     return endOfRemoteCandidatesOf(pending && pending->remoteSet ? u->pending : u->active);
@@ -1639,8 +1654,9 @@ void Agent::Impl::startRestart(StreamId user, std::string reason, const std::str
     // A restart replacing one under way keeps the peer's answer to it: the peer's new session
     // takes our new credentials when they reach it (see setRemote) and answers nothing more.
     // So does a recovery attempt after one that failed (see setRemote).
+    auto& r = restartsOf(*u);
     std::optional<SessionDescription> answer;
-    if (auto peer = std::exchange(u->peerSession, nullptr)) {
+    if (auto peer = std::exchange(r.peerSession, nullptr)) {
         answer = std::move(*peer);
     }
     if (Stream* replaced = u->pending ? findStream(u->pending) : nullptr;
@@ -1663,12 +1679,12 @@ void Agent::Impl::startRestart(StreamId user, std::string reason, const std::str
         std::lock_guard snapshot(snapshotMutex_);
         u->pending = *id;
     }
-    u->reason = reason;
+    r.reason = reason;
     reason += retry;
     impl::log(LogLevel::Info, "stream " + std::to_string(user) + ": ICE restart: " + reason);
     emit([this, user, reason] {
-        if (callbacks_.restarted) {
-            callbacks_.restarted(user, reason);
+        if (callbacks_.restarted()) {
+            callbacks_.restarted()(user, reason);
         }
     });
     if (Status status = gatherStream(*id); !status) {
@@ -1690,18 +1706,18 @@ void Agent::Impl::startRestart(StreamId user, std::string reason, const std::str
 // Recovering: a short attempt, then another. Otherwise (the app's or the peer's restart) the
 // connect timeout; after it the current pair stays.
 void Agent::Impl::armAttemptTimer(StreamId user, StreamId id) {
-    UserStream* u = findUser(user);
-    stopTimer(u->attemptTimer);
+    auto& r = restartsOf(*findUser(user));
+    stopTimer(r.attemptTimer);
     auto timeout =
-        u->recovery.active() ? u->recovery.attemptTimeout(Clock::now()) : config_.connectTimeout;
-    u->attemptTimer =
+        r.recovery.active() ? r.recovery.attemptTimeout(Clock::now()) : config_.connectTimeout;
+    r.attemptTimer =
         startTimer(context_, timeout, weak_from_this(), [user, id, timeout](Impl& impl) {
             UserStream* us = impl.findUser(user);
             if (!us) {
                 return;
             }
-            g_source_unref(us->attemptTimer); // fired
-            us->attemptTimer = nullptr;
+            g_source_unref(us->restarts->attemptTimer); // fired
+            us->restarts->attemptTimer = nullptr;
             impl.onAttemptFailed(user, id, "no new pair within " + ms(timeout));
         });
 }
@@ -1716,31 +1732,32 @@ SessionDescription Agent::Impl::remoteSideOf(const Stream& stream) {
 }
 
 void Agent::Impl::armRetry(StreamId user, std::chrono::milliseconds delay) {
-    UserStream* u = findUser(user);
-    stopTimer(u->attemptTimer);
-    u->retryAt = Clock::now() + delay;
-    u->attemptTimer = startTimer(context_, delay, weak_from_this(), [user](Impl& impl) {
+    auto& r = restartsOf(*findUser(user));
+    stopTimer(r.attemptTimer);
+    r.retryAt = Clock::now() + delay;
+    r.attemptTimer = startTimer(context_, delay, weak_from_this(), [user](Impl& impl) {
         UserStream* us = impl.findUser(user);
         if (!us) {
             return;
         }
-        g_source_unref(us->attemptTimer); // fired
-        us->attemptTimer = nullptr;
-        impl.startRestart(user, us->reason,
-                          " (attempt " + std::to_string(us->recovery.attempts()) +
-                              "; the one before: " + us->failure + ")");
+        auto& rs = *us->restarts;
+        g_source_unref(rs.attemptTimer); // fired
+        rs.attemptTimer = nullptr;
+        impl.startRestart(user, rs.reason,
+                          " (attempt " + std::to_string(rs.recovery.attempts()) +
+                              "; the one before: " + rs.failure + ")");
     });
 }
 
 void Agent::Impl::beginRecovery(StreamId user, const std::string& reason) {
     UserStream* u = findUser(user);
-    if (!config_.autoRestart || !u || !u->recovery.begin(Clock::now())) {
+    if (!config_.autoRestart || !u || !restartsOf(*u).recovery.begin(Clock::now())) {
         return;
     }
     if (u->pending) {
         // A restart is under way already (the peer's, answered): that one is the recovery. A
         // new one would throw away the session the peer is checking against.
-        u->reason = reason;
+        u->restarts->reason = reason;
         armAttemptTimer(user, u->pending);
         return;
     }
@@ -1749,15 +1766,15 @@ void Agent::Impl::beginRecovery(StreamId user, const std::string& reason) {
 
 void Agent::Impl::endRecovery(StreamId user) {
     UserStream* u = findUser(user);
-    if (!u || !u->recovery.active()) {
+    if (!u || !u->recovering()) {
         return;
     }
-    u->recovery.recovered();
-    u->peerSession.reset();
+    u->restarts->recovery.recovered();
+    u->restarts->peerSession.reset();
     if (u->pending) {
         armAttemptTimer(user, u->pending); // now the connect timeout of an ordinary restart
     } else {
-        stopTimer(u->attemptTimer); // a retry waiting out its backoff
+        stopTimer(u->restarts->attemptTimer); // a retry waiting out its backoff
     }
 }
 
@@ -1766,15 +1783,16 @@ void Agent::Impl::onAttemptFailed(StreamId user, StreamId id, const std::string&
     if (!u || u->pending != id) {
         return;
     }
+    auto& r = restartsOf(*u);
     if (Stream* failed = findStream(id); failed && failed->remoteSet) {
         // The peer is on it: the next attempt answers it.
-        u->peerSession = std::make_unique<SessionDescription>(remoteSideOf(*failed));
+        r.peerSession = std::make_unique<SessionDescription>(remoteSideOf(*failed));
     }
     dropPending(*u);
-    stopTimer(u->attemptTimer);
+    stopTimer(r.attemptTimer);
     Stream* active = findStream(u->active);
-    if (!u->recovery.active()) {
-        u->peerSession.reset();
+    if (!r.recovery.active()) {
+        r.peerSession.reset();
         impl::log(LogLevel::Warning, "stream " + std::to_string(user) + ": ICE restart failed (" +
                                          reason + "); the current session stays");
         // A restart before anything connected: the current session's own failure, held back
@@ -1796,17 +1814,17 @@ void Agent::Impl::onAttemptFailed(StreamId user, StreamId id, const std::string&
         endRecovery(user); // the old path came back meanwhile
         return;
     }
-    auto decision = u->recovery.attemptFailed(Clock::now());
+    auto decision = r.recovery.attemptFailed(Clock::now());
     if (decision.giveUp) {
-        u->peerSession.reset();
-        failConnected(user, "connection lost: " + u->reason + "; no new path within " +
+        r.peerSession.reset();
+        failConnected(user, "connection lost: " + r.reason + "; no new path within " +
                                 ms(config_.connectTimeout) + " (last attempt: " + reason + ")");
         return;
     }
     impl::log(LogLevel::Info, "stream " + std::to_string(user) + ": recovery attempt " +
-                                  std::to_string(u->recovery.attempts() - 1) + " failed (" +
-                                  reason + "); the next in " + ms(decision.retryAfter));
-    u->failure = reason;
+                                  std::to_string(r.recovery.attempts() - 1) + " failed (" + reason +
+                                  "); the next in " + ms(decision.retryAfter));
+    r.failure = reason;
     armRetry(user, decision.retryAfter);
 }
 
@@ -1863,9 +1881,11 @@ void Agent::Impl::promote(StreamId user) {
         c.counters->route = newId;
     }
     stopTimer(next->connectTimer);
-    stopTimer(u->attemptTimer);
-    u->recovery.recovered();
-    u->peerSession.reset();
+    if (auto& r = u->restarts) {
+        stopTimer(r->attemptTimer);
+        r->recovery.recovered();
+        r->peerSession.reset();
+    }
     if (old) {
         // Removed (its TURN allocations released) after kReplacedSessionLinger, by when the
         // peer is on the new session too; one replaced earlier goes now.
@@ -1884,11 +1904,11 @@ void Agent::Impl::promote(StreamId user) {
         CandidatePair pair = *next->components[c - 1].pair;
         ComponentState state = next->components[c - 1].state;
         emit([this, user, c, pair, state, changed = before[c - 1] != state] {
-            if (callbacks_.selectedPairChanged) {
-                callbacks_.selectedPairChanged(user, c, pair);
+            if (callbacks_.selectedPairChanged()) {
+                callbacks_.selectedPairChanged()(user, c, pair);
             }
-            if (changed && callbacks_.stateChanged) {
-                callbacks_.stateChanged(user, c, state);
+            if (changed && callbacks_.stateChanged()) {
+                callbacks_.stateChanged()(user, c, state);
             }
         });
     }
@@ -2061,8 +2081,8 @@ void Agent::Impl::onPathLost(StreamId id, ComponentId c, const std::string& reas
         component.state == ComponentState::Completed) {
         setUserState(id, c, ComponentState::Disconnected);
         emit([this, user = stream->user, c, reason] {
-            if (callbacks_.disconnected) {
-                callbacks_.disconnected(user, c, reason);
+            if (callbacks_.disconnected()) {
+                callbacks_.disconnected()(user, c, reason);
             }
         });
     }
@@ -2076,8 +2096,10 @@ void Agent::Impl::failConnected(StreamId user, const std::string& message) {
         return;
     }
     dropPending(*u);
-    stopTimer(u->attemptTimer);
-    u->recovery.recovered();
+    if (auto& r = u->restarts) {
+        stopTimer(r->attemptTimer);
+        r->recovery.recovered();
+    }
     for (ComponentId c = 1; c <= stream->components.size(); ++c) {
         Component& component = stream->components[c - 1];
         if (component.state == ComponentState::Failed) {
@@ -2088,11 +2110,11 @@ void Agent::Impl::failConnected(StreamId user, const std::string& message) {
             component.state = ComponentState::Failed;
         }
         emit([this, user, c, message] {
-            if (callbacks_.stateChanged) {
-                callbacks_.stateChanged(user, c, ComponentState::Failed);
+            if (callbacks_.stateChanged()) {
+                callbacks_.stateChanged()(user, c, ComponentState::Failed);
             }
-            if (callbacks_.failed) {
-                callbacks_.failed(user, c, {FailureKind::ConsentLost, message});
+            if (callbacks_.failed()) {
+                callbacks_.failed()(user, c, {FailureKind::ConsentLost, message});
             }
         });
     }
@@ -2115,8 +2137,8 @@ void Agent::Impl::setUserState(StreamId id, ComponentId c, ComponentState state)
     }
     updateIdleTimeout();
     emit([this, user = stream->user, c, state] {
-        if (callbacks_.stateChanged) {
-            callbacks_.stateChanged(user, c, state);
+        if (callbacks_.stateChanged()) {
+            callbacks_.stateChanged()(user, c, state);
         }
     });
 }
@@ -2186,8 +2208,8 @@ void Agent::Impl::onLivenessTick() {
                 if (component.state != ComponentState::Disconnected) {
                     setUserState(u.active, c, ComponentState::Disconnected);
                     emit([this, user = user, c, reason = verdict.reason] {
-                        if (callbacks_.disconnected) {
-                            callbacks_.disconnected(user, c, reason);
+                        if (callbacks_.disconnected()) {
+                            callbacks_.disconnected()(user, c, reason);
                         }
                     });
                 }
@@ -2196,8 +2218,8 @@ void Agent::Impl::onLivenessTick() {
                 setUserState(u.active, c, ComponentState::Connected);
                 endRecovery(user);
             }
-            quiet = quiet && component.state != ComponentState::Disconnected &&
-                    !u.recovery.active() && live.quiet(now);
+            quiet = quiet && component.state != ComponentState::Disconnected && !u.recovering() &&
+                    live.quiet(now);
             if (auto due = live.silenceDue(); due && *due > now) {
                 // Silence reaches the limit then: look at that moment, not up to a tick later.
                 auto until = std::chrono::ceil<std::chrono::milliseconds>(*due - now);
@@ -2262,7 +2284,9 @@ void Agent::Impl::teardown() {
         }
     }
     for (auto& [user, u] : users_) {
-        stopTimer(u.attemptTimer);
+        if (u.restarts) {
+            stopTimer(u.restarts->attemptTimer);
+        }
     }
     for (auto& [id, stream] : streams_) {
         // Empty the check list before the deallocations below. After a TCP allocation's
@@ -2370,7 +2394,8 @@ void Agent::Impl::drain() {
                 return; // drainScheduled_ stays set: nothing is delivered any more
             }
             if (auto* datagram = std::get_if<Datagram>(&event)) {
-                auto& deliver = datagram->media ? callbacks_.receivedMedia : callbacks_.received;
+                auto& deliver =
+                    datagram->media ? callbacks_.receivedMedia() : callbacks_.received();
                 if (deliver) {
                     deliver(datagram->stream, datagram->component,
                             std::span<const std::byte>(datagram->data));
@@ -2578,14 +2603,14 @@ void Agent::Impl::afterSecure(StreamId user, ComponentId c, Secure& secure,
                                       std::to_string(c) + ": DTLS " + connected->version + " " +
                                       connected->cipher + ", peer fingerprint verified");
         emit([this, user, c, info = *connected] {
-            if (callbacks_.secureConnected) {
-                callbacks_.secureConnected(user, c, info);
+            if (callbacks_.secureConnected()) {
+                callbacks_.secureConnected()(user, c, info);
             }
         });
     }
     // After secureConnected: what came with the handshake's last flight is delivered after it.
     for (auto& datagram : out.received) {
-        if (callbacks_.received && !enqueue(Datagram{user, c, std::move(datagram)})) {
+        if (callbacks_.received() && !enqueue(Datagram{user, c, std::move(datagram)})) {
             counters->packetsDropped += 1;
         }
     }
@@ -2593,8 +2618,8 @@ void Agent::Impl::afterSecure(StreamId user, ComponentId c, Secure& secure,
         impl::log(LogLevel::Warning, "stream " + std::to_string(user) + " component " +
                                          std::to_string(c) + ": DTLS: " + ended);
         emit([this, user, c, ended] {
-            if (callbacks_.secureFailed) {
-                callbacks_.secureFailed(user, c, ended);
+            if (callbacks_.secureFailed()) {
+                callbacks_.secureFailed()(user, c, ended);
             }
         });
     }

@@ -2,6 +2,7 @@
 
 #include <icepunch/agent.hpp>
 
+#include "impl/callback_set.hpp"
 #include "impl/dtls_transport.hpp"
 #include "impl/event_loop_impl.hpp"
 #include "impl/liveness.hpp"
@@ -124,14 +125,24 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
         StreamId pending = 0;
         StreamId replaced = 0; // the session the last restart replaced, while it lingers
         std::vector<impl::Liveness> liveness; // per component
-        impl::Recovery recovery;
-        std::string reason;              // of the restart under way
-        GSource* attemptTimer = nullptr; // a recovery attempt's timeout, or its backoff
-        // Between recovery attempts: the peer's side of the session to answer next (its answer
-        // to the attempt that failed, or its own restart since), with what it trickled since.
-        std::unique_ptr<SessionDescription> peerSession; // (not inline: 176 bytes)
-        std::chrono::steady_clock::time_point retryAt{}; // when the next attempt starts
-        std::string failure;                             // why the last attempt failed
+        // Restarts and recovery: made by the first restart (a call that never restarts keeps
+        // none of it: 160 bytes per idle agent).
+        struct Restarts {
+            impl::Recovery recovery;
+            std::string reason;              // of the restart under way
+            GSource* attemptTimer = nullptr; // a recovery attempt's timeout, or its backoff
+            // Between recovery attempts: the peer's side of the session to answer next (its
+            // answer to the attempt that failed, or its own restart since), with what it
+            // trickled since.
+            std::unique_ptr<SessionDescription> peerSession; // (not inline: 176 bytes)
+            std::chrono::steady_clock::time_point retryAt{}; // when the next attempt starts
+            std::string failure;                             // why the last attempt failed
+        };
+        std::unique_ptr<Restarts> restarts;
+        bool recovering() const { return restarts && restarts->recovery.active(); }
+        SessionDescription* peerSession() const {
+            return restarts ? restarts->peerSession.get() : nullptr;
+        }
         // From the peer's description (AgentConfig::security).
         std::vector<Fingerprint> remoteFingerprints;
         std::optional<DtlsSetup> remoteSetup;
@@ -161,6 +172,7 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
 
     // Restarts and recovery (loop thread).
     UserStream* findUser(StreamId user);
+    UserStream::Restarts& restartsOf(UserStream& u); // made on first need
     Stream* findUserStream(StreamId user); // the active libnice stream (snapshot readers too)
     StreamId userOf(StreamId id);
     bool isDescribed(StreamId id);
@@ -298,7 +310,7 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     std::shared_ptr<Counters> counters(StreamId id, ComponentId component);
 
     AgentConfig config_;
-    Callbacks callbacks_;
+    impl::CallbackSet callbacks_;
     std::shared_ptr<EventLoop> loop_;
     // The context of the loop's that runs this agent's sources (see EventLoop::Impl).
     std::shared_ptr<GMainContext> contextLease_;
