@@ -36,6 +36,13 @@ using FunctionOf = std::remove_cvref_t<decltype(std::declval<Callbacks&>().*Memb
 struct alignas(std::function<void()>) Slot {
     std::byte bytes[sizeof(std::function<void()>)];
 };
+template <size_t... I> constexpr bool everyFunctionFitsASlot(std::index_sequence<I...>) {
+    return ((sizeof(FunctionOf<std::get<I>(kMembers)>) == sizeof(Slot) &&
+             alignof(FunctionOf<std::get<I>(kMembers)>) <= alignof(Slot)) &&
+            ...);
+}
+// The standard does not promise one size for every std::function: checked, not assumed.
+static_assert(everyFunctionFitsASlot(std::make_index_sequence<kCount>()));
 // A new member of Callbacks that is not in kMembers would be dropped silently.
 static_assert(sizeof(Callbacks) == kCount * sizeof(Slot));
 
