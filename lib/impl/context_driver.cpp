@@ -190,6 +190,12 @@ void ContextDriver::unwatch(size_t index, int fd) {
     }
 }
 
+void ContextDriver::poke(size_t index) {
+    if (index < cells_.size()) {
+        cells_[index]->deadlineUs = cells_[index]->latestUs = 0;
+    }
+}
+
 bool ContextDriver::watching(size_t index, int fd) const {
     return static_cast<size_t>(fd) < owner_.size() && owner_[static_cast<size_t>(fd)] == index + 1;
 }

@@ -51,6 +51,9 @@ public:
     // reference until the driver ends. Returns its index.
     size_t add(GMainContext* context);
     size_t size() const { return cells_.size(); }
+    // Makes context `index` run at the next turn, which then does not wait: for work this thread
+    // gave it without a GLib call that would signal it (a task queued for its source).
+    void poke(size_t index);
 
     // One turn: waits until some context has work or `maxWait` has gone by (forever when
     // empty), then runs every context that has work, once.

@@ -10,50 +10,47 @@
 #include <chrono>
 #include <future>
 
-#if defined(__SANITIZE_THREAD__)
-#define ICEPUNCH_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define ICEPUNCH_TSAN 1
-#endif
-#endif
-#ifdef ICEPUNCH_TSAN
-#include <sanitizer/tsan_interface.h>
-#endif
-
 namespace icepunch {
 
 namespace {
 
 thread_local bool tOnLoopThread = false;
 
-// Work handed to the loop thread is ordered by GLib's futex-based GMutex, which ThreadSanitizer
-// does not see (GLib is not instrumented): say so, or everything a task touches is a "race".
-void handOver([[maybe_unused]] void* work) {
-#ifdef ICEPUNCH_TSAN
-    __tsan_release(work);
-#endif
-}
-void takeOver([[maybe_unused]] void* work) {
-#ifdef ICEPUNCH_TSAN
-    __tsan_acquire(work);
-#endif
-}
+} // namespace
 
-struct Task {
-    std::function<void()> fn;
+// The source that runs the loop's tasks: ready while any is queued.
+struct EventLoop::Impl::TasksSource {
+    GSource source;
+    State* state;
 };
 
-gboolean runTask(gpointer data) {
-    takeOver(data);
-    static_cast<Task*>(data)->fn();
-    return G_SOURCE_REMOVE;
+gboolean EventLoop::Impl::tasksPrepare(GSource* source, gint* timeout) {
+    *timeout = -1;
+    return reinterpret_cast<TasksSource*>(source)->state->taskCount.load() > 0;
 }
 
-void deleteTask(gpointer data) {
-    takeOver(data);
-    delete static_cast<Task*>(data);
+gboolean EventLoop::Impl::tasksCheck(GSource* source) {
+    return reinterpret_cast<TasksSource*>(source)->state->taskCount.load() > 0;
 }
+
+// Runs the tasks queued when it started; those they queue run at the next turn, after the
+// loop's other sources had theirs.
+gboolean EventLoop::Impl::tasksDispatch(GSource* source, GSourceFunc, gpointer) {
+    State& state = *reinterpret_cast<TasksSource*>(source)->state;
+    std::deque<std::function<void()>> batch;
+    {
+        std::lock_guard lock(state.tasksMutex);
+        batch.swap(state.tasks);
+        state.taskCount.store(0);
+    }
+    for (auto& task : batch) {
+        task();
+        task = nullptr; // what it holds goes now, not after the rest of the batch
+    }
+    return G_SOURCE_CONTINUE;
+}
+
+namespace {
 
 gboolean quitLoop(gpointer data) {
     *static_cast<bool*>(data) = true;
@@ -71,13 +68,24 @@ void attachIdle(GMainContext* context, GSourceFunc fn, gpointer data, GDestroyNo
 
 } // namespace
 
-EventLoop::Impl::State::State() : context(impl::ContextDriver::newContext()) {}
+EventLoop::Impl::State::State() : context(impl::ContextDriver::newContext()) {
+    static GSourceFuncs funcs = {tasksPrepare, tasksCheck, tasksDispatch,
+                                 nullptr,      nullptr,    nullptr};
+    tasksSource = g_source_new(&funcs, sizeof(TasksSource));
+    reinterpret_cast<TasksSource*>(tasksSource)->state = this;
+    g_source_set_name(tasksSource, "icepunch tasks");
+    g_source_attach(tasksSource, context);
+}
 
 EventLoop::Impl::State::~State() {
     for (auto& slot : slots) {
         g_main_context_unref(slot->context);
     }
-    // Destroys remaining sources: their destroy-notifies release any waiter.
+    // Tasks never run are dropped: an invoke's waiter is told so by its task's destruction.
+    tasks.clear();
+    g_source_destroy(tasksSource);
+    g_source_unref(tasksSource);
+    // Destroys remaining sources.
     g_main_context_unref(context);
 }
 
@@ -96,7 +104,7 @@ EventLoop::Impl::Impl(const std::string& name, int netnsFd) : state_(std::make_s
         if (!driver.error().empty() && startError_.empty()) {
             startError_ = driver.error();
         }
-        driver.add(state->context);
+        state->driverIndex = driver.add(state->context);
         state->driver = &driver;
         started.set_value(std::this_thread::get_id());
         run(state);
@@ -175,10 +183,26 @@ bool EventLoop::Impl::onAnyLoopThread() {
     return tOnLoopThread;
 }
 
+void EventLoop::Impl::queue(std::function<void()> fn) {
+    auto& state = *state_;
+    bool first;
+    {
+        std::lock_guard lock(state.tasksMutex);
+        state.tasks.push_back(std::move(fn));
+        first = state.taskCount.fetch_add(1) == 0;
+    }
+    if (!first) {
+        return; // whoever queued the first task since the last run has woken the loop
+    }
+    if (isLoopThread() && state.driver) {
+        state.driver->poke(state.driverIndex);
+    } else {
+        g_main_context_wakeup(state.context);
+    }
+}
+
 void EventLoop::Impl::post(std::function<void()> fn) {
-    auto* task = new Task{std::move(fn)};
-    handOver(task);
-    attachIdle(state_->context, runTask, task, deleteTask);
+    queue(std::move(fn));
 }
 
 bool EventLoop::Impl::invoke(const std::function<void()>& fn) {
@@ -189,32 +213,19 @@ bool EventLoop::Impl::invoke(const std::function<void()>& fn) {
     if (state_->stopped) {
         return false;
     }
-    // Fulfilled by running fn or, if the loop drops the task, by the destroy-notify: a waiter is
-    // never left hanging.
+    // Fulfilled by running fn or, if the loop drops the task, by the task's destruction: a
+    // waiter is never left hanging.
     struct Waiter {
-        const std::function<void()>* fn;
         std::promise<bool> done;
         bool ran = false;
+        ~Waiter() { done.set_value(ran); }
     };
-    auto* waiter = new Waiter{&fn, {}, false};
+    auto waiter = std::make_shared<Waiter>();
     auto future = waiter->done.get_future();
-    handOver(waiter);
-    attachIdle(
-        state_->context,
-        [](gpointer data) -> gboolean {
-            takeOver(data);
-            auto* w = static_cast<Waiter*>(data);
-            (*w->fn)();
-            w->ran = true;
-            return G_SOURCE_REMOVE;
-        },
-        waiter,
-        [](gpointer data) {
-            takeOver(data);
-            auto* w = static_cast<Waiter*>(data);
-            w->done.set_value(w->ran);
-            delete w;
-        });
+    queue([waiter = std::move(waiter), &fn] { // the task holds the only reference
+        fn();
+        waiter->ran = true;
+    });
     return future.get();
 }
 

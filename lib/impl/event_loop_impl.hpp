@@ -7,8 +7,10 @@
 #include <glib.h>
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,6 +56,14 @@ private:
         ~State();
         GMainContext* context;
         impl::ContextDriver* driver = nullptr; // on the loop thread's stack while it runs
+        size_t driverIndex = 0;                // context's index in driver
+        // Posted and invoked work, in the order it came from any thread, run by one source of
+        // `context` (tasksSource). A post from the loop thread costs a lock and a push: no
+        // GSource, no allocation beyond the closure's, no wake-up syscall.
+        std::mutex tasksMutex;
+        std::deque<std::function<void()>> tasks;
+        std::atomic<size_t> taskCount{0};
+        GSource* tasksSource = nullptr;
         std::vector<std::shared_ptr<AgentSlot>> slots;
         size_t slotHint = 0;
         std::atomic<int> pendingCloses{0};
@@ -61,6 +71,11 @@ private:
         bool quit = false; // loop thread only
     };
     static void run(const std::shared_ptr<State>& state);
+    void queue(std::function<void()> fn);
+    struct TasksSource;
+    static gboolean tasksPrepare(GSource* source, gint* timeout);
+    static gboolean tasksCheck(GSource* source);
+    static gboolean tasksDispatch(GSource* source, GSourceFunc, gpointer);
 
     std::shared_ptr<State> state_;
     std::thread thread_;
