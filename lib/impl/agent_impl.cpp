@@ -1,5 +1,6 @@
 #include "impl/agent_impl.hpp"
 
+#include "impl/context_driver.hpp"
 #include "impl/conversions.hpp"
 #include "impl/log_impl.hpp"
 #include "impl/mdns_resolver.hpp"
@@ -7,8 +8,12 @@
 #include "impl/tls_bridge.hpp"
 #include "impl/turn_probe.hpp"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <thread>
 
 namespace icepunch {
@@ -1106,6 +1111,25 @@ void Agent::Impl::onStateChanged(StreamId id, ComponentId component, NiceCompone
     }
 }
 
+// The selected pair's socket carries the call: room for a burst the app has not taken yet.
+// Datagrams go to the app from libnice's read (deliverNow), so the socket's buffer is what
+// absorbs a burst, and the kernel's default (208 KiB; about 120 small datagrams on loopback
+// once UDP's lazy accounting of freed memory is counted) drops them early. The kernel caps the
+// request at net.core.rmem_max (then doubles it): 416 KiB on a stock Debian 12. libnice hands
+// out the socket of a direct UDP pair only; a relayed pair keeps the default.
+void Agent::Impl::growReceiveBuffer(StreamId id, ComponentId component) {
+    GSocket* socket = nice_agent_get_selected_socket(agent_, id, component);
+    if (!socket) {
+        return;
+    }
+    int size = kReceiveBufferBytes;
+    if (setsockopt(g_socket_get_fd(socket), SOL_SOCKET, SO_RCVBUF, &size, sizeof size) != 0) {
+        impl::log(LogLevel::Debug,
+                  std::string("SO_RCVBUF on the selected socket: ") + std::strerror(errno));
+    }
+    g_object_unref(socket);
+}
+
 void Agent::Impl::onSelectedPair(StreamId id, ComponentId componentId, NiceCandidate* local,
                                  NiceCandidate* remote) {
     Stream* stream = findStream(id);
@@ -1128,6 +1152,9 @@ void Agent::Impl::onSelectedPair(StreamId id, ComponentId componentId, NiceCandi
     {
         std::lock_guard snapshot(snapshotMutex_);
         component.pair = pair;
+    }
+    if (!same) {
+        growReceiveBuffer(id, componentId);
     }
     if (stream->pending) {
         maybePromote(id); // reported when it takes over
@@ -1155,6 +1182,7 @@ void Agent::Impl::onReceive(StreamId id, ComponentId componentId, const char* da
     }
     Component& component = stream->components[componentId - 1];
     auto& counters = *component.counters;
+    auto bytes = std::span(reinterpret_cast<const std::byte*>(data), size);
     counters.bytesReceived += size;
     counters.packetsReceived += 1;
     // The session a restart replaced says the peer is alive, not that our new route works.
@@ -1174,11 +1202,11 @@ void Agent::Impl::onReceive(StreamId id, ComponentId componentId, const char* da
     if (counters.secure) {
         // RFC 7983. libnice keeps STUN; DTLS goes to the component's session; RTP/RTCP to the
         // app as it came, once secure; anything else is no one's.
-        auto bytes = std::span(reinterpret_cast<const std::byte*>(data), size);
         PacketKind kind = size ? classifyPacket(bytes[0]) : PacketKind::Other;
         if (kind == PacketKind::Dtls) {
             onSecureRecord(stream->user, componentId, bytes);
         } else if (kind == PacketKind::Rtp && counters.secure->srtp && callbacks_.receivedMedia() &&
+                   !deliverNow(stream->user, componentId, bytes, true) &&
                    !enqueue(
                        Datagram{stream->user, componentId, {bytes.begin(), bytes.end()}, true})) {
             counters.packetsDropped += 1;
@@ -1188,13 +1216,10 @@ void Agent::Impl::onReceive(StreamId id, ComponentId componentId, const char* da
     if (!callbacks_.received()) {
         return;
     }
-    // Queued as plain data, not as a closure: no allocation beyond the copy on the data path.
-    // (Delivering from libnice's buffer inside its receive callback was tried and taken back:
-    // under TSan the 10,000-datagram loopback test lost datagrams with it.)
-    if (!enqueue(
-            Datagram{stream->user, componentId,
-                     std::vector<std::byte>(reinterpret_cast<const std::byte*>(data),
-                                            reinterpret_cast<const std::byte*>(data) + size)})) {
+    // Behind queued events: queued as plain data, not as a closure (one copy, no other
+    // allocation).
+    if (!deliverNow(stream->user, componentId, bytes, false) &&
+        !enqueue(Datagram{stream->user, componentId, {bytes.begin(), bytes.end()}})) {
         counters.packetsDropped += 1;
     }
 }
@@ -2369,6 +2394,42 @@ bool Agent::Impl::enqueue(Event event) {
         config_.executor(std::move(drain));
     } else {
         loop_->post(std::move(drain));
+    }
+    return true;
+}
+
+// The common case on the data path: nothing is queued and the app's callbacks run on this loop,
+// so the datagram goes to the app straight from libnice's buffer, inside libnice's receive
+// callback (which libnice runs with its agent unlocked, on the thread that owns the context).
+// No copy, no queue, no hop through the loop. Anything queued (an event, earlier datagrams)
+// must reach the app first: then the caller queues this one behind it. So must what comes past
+// a turn's budget: libnice reads until the socket is empty, and an app slower than the traffic
+// would otherwise keep the loop there (timers, consent included, stalled; the kernel dropping
+// what no one counts). Past the budget datagrams wait in the bounded queue, counted when dropped.
+bool Agent::Impl::deliverNow(StreamId user, ComponentId component, std::span<const std::byte> data,
+                             bool media) {
+    if (config_.executor) {
+        return false;
+    }
+    if (uint64_t turn = impl::ContextDriver::currentTurn(); turn != directTurn_) {
+        directTurn_ = turn;
+        directInTurn_ = 0;
+    }
+    if (directInTurn_ >= std::min(config_.receiveQueueLimit, kDirectPerTurn)) {
+        return false;
+    }
+    ++directInTurn_;
+    {
+        std::lock_guard lock(queueMutex_);
+        if (drainScheduled_ || !agent_) {
+            return false;
+        }
+    }
+    // The app may drop its Agent from the callback: what runs the callback stays alive.
+    auto self = shared_from_this();
+    std::lock_guard lock(gate_->mutex);
+    if (!gate_->closed) {
+        (media ? callbacks_.receivedMedia() : callbacks_.received())(user, component, data);
     }
     return true;
 }

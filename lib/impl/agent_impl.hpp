@@ -305,6 +305,10 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     void emit(std::function<void()> event);
     // False when a datagram is dropped: receiveQueueLimit of them are waiting already.
     bool enqueue(Event event);
+    static constexpr int kReceiveBufferBytes = 1 << 20;
+    void growReceiveBuffer(StreamId id, ComponentId component);
+    bool deliverNow(StreamId user, ComponentId component, std::span<const std::byte> data,
+                    bool media);
     void drain();
 
     std::shared_ptr<Counters> counters(StreamId id, ComponentId component);
@@ -341,6 +345,10 @@ struct Agent::Impl : std::enable_shared_from_this<Agent::Impl> {
     // A vector, not a deque: an empty deque still holds a 512-byte block, and every idle agent
     // kept one (0.5 KiB of its 33).
     std::vector<Event> queue_;
+    // Datagrams delivered from libnice's buffer in the loop's current turn (deliverNow).
+    static constexpr size_t kDirectPerTurn = 256;
+    uint64_t directTurn_ = 0; // loop thread only, as are the two below
+    size_t directInTurn_ = 0;
     size_t queuedDatagrams_ = 0;  // of queue_, bounded by receiveQueueLimit
     bool drainScheduled_ = false; // a drain is scheduled or running: at most one at a time
     std::vector<std::thread> probeThreads_; // joined in teardown

@@ -12,6 +12,7 @@ namespace icepunch::impl {
 namespace {
 
 constexpr int kMaxEvents = 256;
+thread_local uint64_t tCurrentTurn = 0;
 constexpr int64_t kMaxSlackUs = 10000;
 
 // GIOCondition and epoll share the values of IN, PRI, OUT, ERR and HUP.
@@ -190,6 +191,10 @@ void ContextDriver::unwatch(size_t index, int fd) {
     }
 }
 
+uint64_t ContextDriver::currentTurn() {
+    return tCurrentTurn;
+}
+
 void ContextDriver::poke(size_t index) {
     if (index < cells_.size()) {
         cells_[index]->deadlineUs = cells_[index]->latestUs = 0;
@@ -213,6 +218,7 @@ void ContextDriver::run(size_t index) {
 void ContextDriver::turn(std::optional<std::chrono::milliseconds> maxWait) {
     ++stats_.turns;
     uint64_t turnId = stats_.turns;
+    tCurrentTurn = turnId;
     int64_t now = g_get_monotonic_time();
     int64_t next = INT64_MAX;
     for (const auto& cell : cells_) {

@@ -59,6 +59,10 @@ public:
     // empty), then runs every context that has work, once.
     void turn(std::optional<std::chrono::milliseconds> maxWait);
 
+    // The number of the turn the driver of the calling thread is in (0 on a thread without one):
+    // what runs inside a dispatch can tell one turn of the loop from the next by it.
+    static uint64_t currentTurn();
+
     // Counters, for tests and benchmarks.
     struct Stats {
         uint64_t turns = 0;      // epoll waits
