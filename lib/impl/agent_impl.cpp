@@ -2418,13 +2418,13 @@ bool Agent::Impl::deliverNow(StreamId user, ComponentId component, std::span<con
     if (directInTurn_ >= std::min(config_.receiveQueueLimit, kDirectPerTurn)) {
         return false;
     }
-    ++directInTurn_;
     {
         std::lock_guard lock(queueMutex_);
         if (drainScheduled_ || !agent_) {
             return false;
         }
     }
+    ++directInTurn_; // counts what went to the app, not what was turned to the queue
     // The app may drop its Agent from the callback: what runs the callback stays alive.
     auto self = shared_from_this();
     std::lock_guard lock(gate_->mutex);
