@@ -58,6 +58,8 @@ size_t ContextDriver::add(GMainContext* context) {
     g_main_context_check(context, priority, fds, 0);
     cells_.push_back(std::move(cell));
     size_t index = cells_.size() - 1;
+    cells_[index]->heapPos = timers_.size();
+    timers_.push_back({INT64_MAX, index});
     cells_[index]->woken = true;
     prepare(index);
     return index;
@@ -94,13 +96,67 @@ void ContextDriver::prepare(size_t index) {
         timeout = 0;
     }
     if (timeout < 0) {
-        c.deadlineUs = c.latestUs = INT64_MAX;
+        setDeadline(index, INT64_MAX, INT64_MAX);
     } else {
         int64_t in = int64_t(timeout) * 1000;
-        c.deadlineUs = g_get_monotonic_time() + in;
-        c.latestUs = c.deadlineUs + std::min<int64_t>(in / 8, kMaxSlackUs);
+        int64_t deadline = g_get_monotonic_time() + in;
+        setDeadline(index, deadline, deadline + std::min<int64_t>(in / 8, kMaxSlackUs));
     }
     sync(index, full);
+}
+
+void ContextDriver::setDeadline(size_t index, int64_t deadlineUs, int64_t latestUs) {
+    Cell& c = *cells_[index];
+    c.deadlineUs = deadlineUs;
+    if (c.latestUs == latestUs) {
+        return;
+    }
+    bool earlier = latestUs < c.latestUs;
+    c.latestUs = latestUs;
+    timers_[c.heapPos].latestUs = latestUs;
+    if (earlier) {
+        siftUp(c.heapPos);
+    } else {
+        siftDown(c.heapPos);
+    }
+}
+
+void ContextDriver::place(size_t pos, Timer timer) {
+    timers_[pos] = timer;
+    cells_[timer.index]->heapPos = pos;
+}
+
+void ContextDriver::siftUp(size_t pos) {
+    Timer t = timers_[pos];
+    while (pos > 0) {
+        size_t parent = (pos - 1) / 2;
+        if (timers_[parent].latestUs <= t.latestUs) {
+            break;
+        }
+        place(pos, timers_[parent]);
+        pos = parent;
+    }
+    place(pos, t);
+}
+
+void ContextDriver::siftDown(size_t pos) {
+    Timer t = timers_[pos];
+    size_t n = timers_.size();
+    for (;;) {
+        size_t child = 2 * pos + 1;
+        if (child >= n) {
+            break;
+        }
+        if (child + 1 < n && timers_[child + 1].latestUs < timers_[child].latestUs) {
+            ++child;
+        }
+        if (t.latestUs <= timers_[child].latestUs) {
+            break;
+        }
+        place(pos, timers_[child]);
+        pos = child;
+    }
+    place(pos, t);
 }
 
 void ContextDriver::sync(size_t index, bool full) {
@@ -177,7 +233,7 @@ void ContextDriver::watch(size_t index, int fd, uint32_t events, bool known, boo
     }
     if (rc != 0 && errno == EPERM) {
         // A regular file: poll() says it is always ready, so the context runs every turn.
-        cells_[index]->deadlineUs = cells_[index]->latestUs = 0;
+        setDeadline(index, 0, 0);
     }
     owner_[static_cast<size_t>(fd)] = static_cast<uint32_t>(index + 1);
 }
@@ -197,7 +253,7 @@ uint64_t ContextDriver::currentTurn() {
 
 void ContextDriver::poke(size_t index) {
     if (index < cells_.size()) {
-        cells_[index]->deadlineUs = cells_[index]->latestUs = 0;
+        setDeadline(index, 0, 0);
     }
 }
 
@@ -220,10 +276,7 @@ void ContextDriver::turn(std::optional<std::chrono::milliseconds> maxWait) {
     uint64_t turnId = stats_.turns;
     tCurrentTurn = turnId;
     int64_t now = g_get_monotonic_time();
-    int64_t next = INT64_MAX;
-    for (const auto& cell : cells_) {
-        next = std::min(next, cell->latestUs);
-    }
+    int64_t next = timers_.empty() ? INT64_MAX : timers_[0].latestUs;
     int timeout = -1;
     if (next != INT64_MAX) {
         timeout = next <= now
@@ -270,9 +323,23 @@ void ContextDriver::turn(std::optional<std::chrono::milliseconds> maxWait) {
         schedule(index);
     }
     now = g_get_monotonic_time();
-    for (size_t i = 0; i < cells_.size(); ++i) {
-        if (cells_[i]->deadlineUs <= now) {
-            schedule(i);
+    // A cell whose deadline came has latestUs <= now + kMaxSlackUs: walk the heap down to there.
+    visit_.clear();
+    if (!timers_.empty()) {
+        visit_.push_back(0);
+    }
+    while (!visit_.empty()) {
+        size_t pos = visit_.back();
+        visit_.pop_back();
+        const Timer& t = timers_[pos];
+        if (t.latestUs > now + kMaxSlackUs) {
+            continue;
+        }
+        if (cells_[t.index]->deadlineUs <= now) {
+            schedule(t.index);
+        }
+        for (size_t child = 2 * pos + 1; child <= 2 * pos + 2 && child < timers_.size(); ++child) {
+            visit_.push_back(child);
         }
     }
     for (size_t i = 0; i < due_.size(); ++i) {

@@ -88,6 +88,14 @@ private:
         int64_t latestUs = INT64_MAX;   // ... and how late it may run (timer slack)
         bool woken = false;             // its wake-up fd fired since the last query
         uint64_t dueTurn = 0;           // the turn it was last scheduled in
+        size_t heapPos = 0;             // where it is in timers_
+    };
+    // The cells ordered by latestUs, a binary min-heap: a turn finds its wait and the cells whose
+    // timeout came by visiting only the cells due within kMaxSlack, not every cell (with 2,000
+    // contexts, scanning them all twice a turn was 30 % of the idle CPU).
+    struct Timer {
+        int64_t latestUs;
+        size_t index;
     };
 
     void prepare(size_t index);
@@ -96,12 +104,18 @@ private:
     void unwatch(size_t index, int fd);
     bool watching(size_t index, int fd) const;
     void run(size_t index);
+    void setDeadline(size_t index, int64_t deadlineUs, int64_t latestUs);
+    void siftUp(size_t pos);
+    void siftDown(size_t pos);
+    void place(size_t pos, Timer timer);
 
     int epoll_ = -1;
     std::string error_;
     std::vector<std::unique_ptr<Cell>> cells_;
     std::vector<uint32_t> owner_; // fd -> index + 1 of the cell that registered it
     std::vector<size_t> due_;
+    std::vector<Timer> timers_;
+    std::vector<size_t> visit_; // scratch for the walk of timers_
     Stats stats_;
 };
 

@@ -113,6 +113,83 @@ TEST_F(ContextDriverTest, TimersOfManyContextsAllFireOnTheirOwnContext) {
     }
 }
 
+// Timers of many contexts moved earlier and later after they were armed (a source destroyed and
+// another attached, as libnice re-arms its own): each fires once, never before it was due, and
+// the driver does not sleep past the earliest one (a lost order would fire the 1-60 ms timers
+// with the 1.2 s ones).
+TEST_F(ContextDriverTest, TimersReArmedEarlierAndLaterFireOnceAndNeverEarly) {
+    constexpr int kContexts = 300;
+    struct Slot {
+        GMainContext* context = nullptr;
+        GSource* source = nullptr;
+        int64_t dueUs = 0;
+        int64_t firedUs = 0;
+        int fired = 0;
+    };
+    std::vector<Slot> slots(kContexts);
+    auto arm = [](Slot& slot, guint ms) {
+        if (slot.source) {
+            g_source_destroy(slot.source);
+            g_source_unref(slot.source);
+        }
+        slot.dueUs = g_get_monotonic_time() + int64_t(ms) * 1000;
+        slot.source = g_timeout_source_new(ms);
+        g_source_set_callback(
+            slot.source,
+            [](gpointer data) -> gboolean {
+                auto* s = static_cast<Slot*>(data);
+                s->firedUs = g_get_monotonic_time();
+                ++s->fired;
+                return G_SOURCE_REMOVE;
+            },
+            &slot, nullptr);
+        g_source_attach(slot.source, slot.context);
+    };
+    for (int i = 0; i < kContexts; ++i) {
+        slots[i].context = newContext();
+        arm(slots[i], 5000); // far out first, so the re-arms below move every timer
+    }
+    driver.turn(0ms);
+    for (int i = 0; i < kContexts; ++i) {
+        // A third later (60 s), a third much earlier (1-60 ms), a third between (1.2-1.5 s).
+        guint ms = i % 3 == 0   ? 60000
+                   : i % 3 == 1 ? static_cast<guint>(1 + (i * 7) % 60)
+                                : static_cast<guint>(1200 + (i * 13) % 300);
+        arm(slots[i], ms);
+    }
+    auto firedEarly = [&] {
+        for (int i = 0; i < kContexts; ++i) {
+            if (i % 3 != 0 && slots[i].fired == 0) {
+                return false;
+            }
+        }
+        return true;
+    };
+    // Turns that may sleep up to 2 s: a driver that lost track of the earliest timer sleeps that
+    // long, and the timers fire late.
+    for (int turn = 0; turn < 400 && !firedEarly(); ++turn) {
+        driver.turn(2000ms);
+    }
+    EXPECT_TRUE(firedEarly());
+    for (int i = 0; i < kContexts; ++i) {
+        const Slot& slot = slots[i];
+        if (i % 3 == 0) {
+            EXPECT_EQ(slot.fired, 0) << "context " << i << " was moved to 60 s";
+        } else {
+            EXPECT_EQ(slot.fired, 1) << "context " << i;
+            EXPECT_GE(slot.firedUs, slot.dueUs) << "context " << i << " fired early";
+            EXPECT_LT(slot.firedUs - slot.dueUs, 1000000)
+                << "context " << i << " fired a second late";
+        }
+    }
+    for (auto& slot : slots) {
+        if (slot.source) {
+            g_source_destroy(slot.source);
+            g_source_unref(slot.source);
+        }
+    }
+}
+
 TEST_F(ContextDriverTest, AReadableFdRunsOnlyItsContext) {
     GMainContext* a = newContext();
     GMainContext* b = newContext();
